@@ -1,0 +1,25 @@
+# Two entry points: `make demo` (install everything, run the main job) and `make test`.
+# llama-cpp-python compiles from source; a native build crashes in the AMX kernel on some CPUs, so
+# it is built portably (AVX2/FMA, no -march=native). Override CMAKE_ARGS to build otherwise.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+PIP := CMAKE_ARGS="$(CMAKE_ARGS)" $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: install install-test test demo
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+install: $(PY)
+	$(PIP) -e ".[local,smollm2,qwen]"
+
+install-test: $(PY)
+	$(PIP) -e ".[local,smollm2,test]"
+
+test: install-test
+	$(PY) -m pytest
+
+demo: install
+	$(VENV)/bin/firsttoken layouts

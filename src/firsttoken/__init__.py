@@ -1,0 +1,22 @@
+"""firsttoken: let a model think before it commits to its answer, force the answer into the exact
+type, and measure which response layout wins on your own data."""
+
+from __future__ import annotations
+
+from ._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, FirstTokenError,
+                      ModelNotFoundError, ParseError)
+from ._options import GenerateOptions
+from ._prediction import Prediction, Usage
+from ._predictor import Predictor
+from ._signature import InputField, OutputField, Signature
+from .backends import Backend, Generation, Scripted, build_backend, register_backend
+from .layouts import Constraint, Layout, Region, get_layout, layout_names, register_layout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
+    "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "ModelNotFoundError",
+    "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
+    "__version__", "build_backend", "get_layout", "layout_names", "register_backend", "register_layout",
+]

@@ -1,0 +1,215 @@
+"""Layouts that are an ordered list of fields: ``direct``, ``answer_then_explain``, ``thoughts_first``.
+
+Two syntaxes. ``json``: one JSON object, keys in layout order, e.g. ``{"thoughts": "...", "category":
+"beauty"}``. ``fields``: DSPy ChatAdapter markers, ``[[ ## thoughts ## ]]`` ... ``[[ ## completed ## ]]``.
+The reasoning field (``thoughts``) comes before the answer fields and is free text of any length; the
+backend ends it. The ``explanation`` field comes after the answers and is bounded in the grammar.
+Does not handle: multi-line ``str`` answers in the fields syntax (a ``str`` answer is one line).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+from .. import _types
+from .._signature import Signature
+from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, strip_fence, typed_outputs
+
+EXPLANATION_MAX = 1000  # characters
+_THOUGHTS_HELP = "think step by step: work the task out in full before you give the answer"
+_EXPLANATION_HELP = "a short explanation of the answer"
+
+
+def _marker(name: str) -> str:
+    return f"[[ ## {name} ## ]]"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    dup = next((k for k in keys if keys.count(k) > 1), None)
+    if dup is not None:
+        raise ValueError(f"key {dup!r} appears twice")
+    return dict(pairs)
+
+
+class OrderedFieldsLayout(Layout):
+    syntaxes: ClassVar[tuple[str, ...]] = ("json", "fields")
+    before: ClassVar[tuple[str, ...]] = ()  # reasoning field, written before the answers
+    after: ClassVar[tuple[str, ...]] = ()  # explanation field, written after the answers
+
+    @property
+    def own_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.before + self.after + (("completed",) if self.syntax == "fields" else ())
+
+    @property
+    def has_reasoning(self) -> bool:
+        return bool(self.before)
+
+    def _order(self, sig: type[Signature]) -> list[str]:
+        return [*self.before, *sig.output_fields, *self.after]
+
+    def _help(self, name: str, sig: type[Signature]) -> str:
+        if name in self.before:
+            return f"a string: {_THOUGHTS_HELP}"
+        if name in self.after:
+            return f"a string: {_EXPLANATION_HELP}"
+        return "the answer field described above"
+
+    # --- prompt -----------------------------------------------------------------------------------
+    def format_instructions(self, sig: type[Signature]) -> str:
+        order = self._order(sig)
+        keys = "\n".join(f"- {n}: {self._help(n, sig)}" for n in order)
+        if self.syntax == "json":
+            shape = "{" + ", ".join(f'"{n}": <{n}>' for n in order) + "}"
+            return (f"Reply with one JSON object and nothing else. Its keys, in this order:\n{keys}\n"
+                    f"Shape: {shape}")
+        shape = "\n\n".join(f"{_marker(n)}\n<{n}>" for n in order) + f"\n\n{_marker('completed')}"
+        return (f"Reply with these fields, in this order, each after its marker:\n{keys}\n"
+                f"End with the marker {_marker('completed')}. Shape:\n{shape}")
+
+    def user_prompt(self, sig: type[Signature], inputs: dict[str, Any]) -> str:
+        if self.syntax == "json":
+            return super().user_prompt(sig, inputs)
+        body = "\n\n".join(f"{_marker(n)}\n{inputs[n]}" for n in sig.input_fields)
+        order = ", then ".join(f"`{_marker(n)}`" for n in self._order(sig))
+        return (f"{body}\n\nRespond with the corresponding output fields, starting with {order}, "
+                f"and then ending with the marker for `{_marker('completed')}`.")
+
+    # --- constraint -------------------------------------------------------------------------------
+    def constraint(self, sig: type[Signature]) -> Constraint:
+        g = _types.Grammar()
+        order = self._order(sig)
+        region = None
+        if self.syntax == "json":
+            parts = []
+            for i, name in enumerate(order):
+                key = ("{" if i == 0 else ", ") + json.dumps(name) + ": "
+                if name in self.before:
+                    value = g.rule(name, f'/"{_types.JSON_CHAR}*"/')
+                    region = Region(open=key + '"', end='"', close='"', json_string=True)
+                elif name in self.after:
+                    value = g.rule(name, f'/"{_types.JSON_CHAR}{{0,{EXPLANATION_MAX}}}"/')
+                else:
+                    value = _types.json_value_rule(sig.output_fields[name].annotation, g, f"v_{name}")
+                parts.append(f"{_types.lark_literal(key)} {value}")
+            lark = g.render(" ".join(parts) + ' "}"')
+            props = {n: ({"type": "string"} if n in self.before + self.after
+                         else _types.json_schema(sig.output_fields[n].annotation)) for n in order}
+            return Constraint(lark, _types.object_schema(props), region)
+        parts = []
+        for i, name in enumerate(order):
+            head = ("" if i == 0 else "\n\n") + _marker(name) + "\n"
+            nxt = _marker(order[i + 1]) if i + 1 < len(order) else _marker("completed")
+            if name in self.before:
+                value = g.rule(name, "/(.|\\n)*/", attrs=f"suffix={_types.lark_literal(nxt)}")
+                region = Region(open=head, end=nxt, close="\n\n" + nxt)
+                parts.append(f"{_types.lark_literal(head)} {value} \"\\n\"")
+                continue
+            if name in self.after:
+                value = g.rule(name, f"/(.|\\n){{0,{EXPLANATION_MAX}}}/",
+                               attrs=f"suffix={_types.lark_literal(nxt)}")
+                parts.append(f"{_types.lark_literal(head)} {value}")
+                continue
+            value = _types.plain_value_rule(sig.output_fields[name].annotation, g, f"v_{name}")
+            if i > 0 and order[i - 1] in self.before:
+                head = ""  # the reasoning rule's suffix already wrote this marker; "\n" follows it
+            parts.append(f"{_types.lark_literal(head)} {value}" if head else value)
+        if not self.after:
+            parts.append(_types.lark_literal("\n\n" + _marker("completed")))
+        return Constraint(g.render(" ".join(parts)), None, region)
+
+    # --- render / parse ---------------------------------------------------------------------------
+    def _values(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None,
+                extras: dict[str, Any] | None) -> dict[str, Any]:
+        extras = extras or {}
+        values: dict[str, Any] = {}
+        for name in self._order(sig):
+            if name in self.before:
+                values[name] = reasoning or ""
+            elif name in self.after:
+                values[name] = extras.get(name, "")
+            else:
+                values[name] = outputs[name]
+        return values
+
+    def render(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None = None,
+               extras: dict[str, Any] | None = None) -> str:
+        values = self._values(sig, outputs, reasoning, extras)
+        if self.syntax == "json":
+            return _types.dumps(values)
+        body = "\n\n".join(f"{_marker(n)}\n{v if n in self.own_fields else _types.to_plain(v)}"
+                           for n, v in values.items())
+        return f"{body}\n\n{_marker('completed')}"
+
+    def parse(self, sig: type[Signature], text: str, reasoning: str | None = None) -> Parsed:
+        values = self._parse_json(text) if self.syntax == "json" else self._parse_fields(sig, text)
+        order = self._order(sig)
+        unexpected = [k for k in values if k not in order]
+        if unexpected:
+            raise fail(f"unexpected field {unexpected[0]!r}", text)
+        for name in self.before + self.after:
+            if name not in values:
+                raise fail(f"missing field {name!r} of layout {self.name!r}", text)
+            if self.syntax == "json" and not isinstance(values[name], str):
+                raise fail(f"field {name!r} must be a string", text)
+        outputs = typed_outputs(sig, values, text, plain=self.syntax == "fields")
+        seen = [k for k in values if k in order]
+        answer_pos = [seen.index(n) for n in sig.output_fields]
+        violated = any(seen.index(b) > min(answer_pos) for b in self.before) or \
+            any(seen.index(a) < max(answer_pos) for a in self.after)
+        own = values[self.before[0]].strip() if self.before else None
+        return Parsed(outputs, join_reasoning(reasoning, own), {n: values[n].strip() for n in self.after},
+                      violated)
+
+    def _parse_json(self, text: str) -> dict[str, Any]:
+        body = strip_fence(text)
+        if not body:
+            raise fail("empty reply", text)
+        try:
+            data = json.loads(body, object_pairs_hook=_no_duplicates)
+        except ValueError as e:
+            msg = f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})" if isinstance(
+                e, json.JSONDecodeError) else f"invalid JSON ({e})"
+            raise fail(msg, text) from None
+        if not isinstance(data, dict):
+            raise fail(f"expected a JSON object, got {type(data).__name__}", text)
+        return data
+
+    def _parse_fields(self, sig: type[Signature], text: str) -> dict[str, str]:
+        names = [*self._order(sig), "completed"]
+        pattern = re.compile(r"\[\[ ## (" + "|".join(map(re.escape, names)) + r") ## \]\]")
+        hits = list(pattern.finditer(text))
+        if not hits:
+            raise fail("no [[ ## field ## ]] markers in the reply" if text.strip() else "empty reply", text)
+        if text[: hits[0].start()].strip():
+            raise fail("text before the first marker", text)
+        values: dict[str, str] = {}
+        for i, m in enumerate(hits):
+            end = hits[i + 1].start() if i + 1 < len(hits) else len(text)
+            name = m.group(1)
+            if name in values:
+                raise fail(f"marker {_marker(name)} appears twice", text)
+            values[name] = text[m.end(): end].strip()
+        if "completed" in values:
+            if hits[-1].group(1) != "completed" or values.pop("completed"):
+                raise fail(f"text after {_marker('completed')}", text)
+        return values
+
+
+class Direct(OrderedFieldsLayout):
+    name = "direct"
+    description = "answer fields only: the answer-first baseline"
+
+
+class AnswerThenExplain(OrderedFieldsLayout):
+    name = "answer_then_explain"
+    description = "answer fields first, then an explanation field"
+    after = ("explanation",)
+
+
+class ThoughtsFirst(OrderedFieldsLayout):
+    name = "thoughts_first"
+    description = "a free `thoughts` field first, then the answer fields"
+    before = ("thoughts",)

@@ -1,0 +1,62 @@
+"""``think_then_answer``: free text inside ``<think>…</think>``, then the answer fields as one JSON object.
+
+Reasoning a server delivers separately (``reasoning_content``) stands in for the ``<think>`` block.
+Does not handle: nested ``<think>`` blocks (the first ``</think>`` ends the block, as in the grammar).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._errors import ParseError
+from .._signature import Signature
+from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning
+from ._ordered import Direct
+
+OPEN, CLOSE = "<think>", "</think>"
+
+
+class ThinkThenAnswer(Layout):
+    name = "think_then_answer"
+    description = "free reasoning inside <think>…</think>, then the answer fields as JSON"
+    syntaxes = ("json",)
+
+    def __init__(self, syntax: str | None = None):
+        super().__init__(syntax)
+        self._answer = Direct("json")
+
+    @property
+    def has_reasoning(self) -> bool:
+        return True
+
+    def format_instructions(self, sig: type[Signature]) -> str:
+        return (f"First think step by step inside {OPEN} ... {CLOSE}: work the task out in full. "
+                f"Then, after {CLOSE}, give the answer. "
+                + self._answer.format_instructions(sig).replace("Reply with", "The answer is", 1))
+
+    def constraint(self, sig: type[Signature]) -> Constraint:
+        inner = self._answer.constraint(sig).lark.replace("start: ", "answer: ", 1)
+        lark = (f'start: "{OPEN}" think "\\n" answer\n'
+                f'think[suffix="{CLOSE}"]: /(.|\\n)*/\n{inner}')
+        return Constraint(lark, None, Region(open=OPEN, end=CLOSE, close="\n" + CLOSE))
+
+    def render(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None = None,
+               extras: dict[str, Any] | None = None) -> str:
+        return f"{OPEN}\n{reasoning or ''}\n{CLOSE}\n{self._answer.render(sig, outputs)}"
+
+    def parse(self, sig: type[Signature], text: str, reasoning: str | None = None) -> Parsed:
+        body = text.lstrip()
+        written = None
+        if body.startswith(OPEN):
+            end = body.find(CLOSE)
+            if end < 0:
+                raise fail(f"{OPEN} block is never closed with {CLOSE}", text)
+            written = body[len(OPEN): end].strip()
+            body = body[end + len(CLOSE):]
+        elif reasoning is None:
+            raise fail(f"reply does not start with {OPEN}", text)
+        try:
+            answer = self._answer.parse(sig, body)
+        except ParseError as e:  # re-raise with the whole reply as raw text
+            raise fail(e.message, text, written) from None
+        return Parsed(answer.outputs, join_reasoning(reasoning, written))

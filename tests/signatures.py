@@ -1,0 +1,76 @@
+"""Signatures shared by the tests: a 24-category classifier, an integer answer, every other type."""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import BaseModel
+
+import firsttoken as ft
+
+CATEGORIES = ("beauty", "fragrances", "furniture", "groceries", "home-decoration", "kitchen-accessories",
+              "laptops", "mens-shirts", "mens-shoes", "mens-watches", "mobile-accessories", "motorcycle",
+              "skin-care", "smartphones", "sports-accessories", "sunglasses", "tablets", "tops", "vehicle",
+              "womens-bags", "womens-dresses", "womens-jewellery", "womens-shoes", "womens-watches")
+
+
+class Products(ft.Signature):
+    """Assign the product to exactly one category."""
+
+    item_name: str = ft.InputField()
+    item_description: str = ft.InputField()
+    category: Literal[CATEGORIES] = ft.OutputField(desc="the product's category")  # type: ignore[valid-type]
+
+
+class Arithmetic(ft.Signature):
+    """Solve the maths word problem."""
+
+    question: str = ft.InputField()
+    answer: int = ft.OutputField(desc="the final number")
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Address(BaseModel):
+    street: str
+    number: int
+
+
+class Person(BaseModel):
+    name: str
+    address: Address
+    tags: list[str]
+
+
+class Everything(ft.Signature):
+    """Extract every field."""
+
+    text: str = ft.InputField()
+    title: str = ft.OutputField()
+    score: float = ft.OutputField()
+    urgent: bool = ft.OutputField()
+    colour: Colour = ft.OutputField()
+    counts: list[int] = ft.OutputField()
+    labels: list[Literal["a", "b"]] = ft.OutputField()
+    person: Person = ft.OutputField()
+
+
+class Extract(ft.Signature):
+    """Extract the person."""
+
+    text: str = ft.InputField()
+    person: Person = ft.OutputField()
+
+
+EXAMPLES = {
+    Products: {"category": "kitchen-accessories"},
+    Arithmetic: {"answer": -42},
+    Everything: {"title": "Ünïcode \"quoted\" / slash", "score": 2.5, "urgent": False, "colour": Colour.GREEN,
+                 "counts": [1, 2, 3], "labels": ["b", "a"],
+                 "person": Person(name="Ann", address=Address(street="Main St", number=7), tags=["x", "y z"])},
+    Extract: {"person": Person(name="Bo", address=Address(street="High St", number=12), tags=[])},
+}

@@ -1,0 +1,19 @@
+import firsttoken
+
+
+def test_public_api_is_pinned():
+    assert sorted(firsttoken.__all__) == sorted([
+        "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
+        "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "ModelNotFoundError",
+        "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
+        "__version__", "build_backend", "get_layout", "layout_names", "register_backend", "register_layout",
+    ])
+    for name in firsttoken.__all__:
+        assert hasattr(firsttoken, name), name
+
+
+def test_every_error_derives_from_the_base_and_has_a_hint():
+    for name in ["BackendError", "ConfigError", "ConstraintError", "ContextOverflowError", "ModelNotFoundError"]:
+        err = getattr(firsttoken, name)("boom")
+        assert isinstance(err, firsttoken.FirstTokenError) and err.hint and "hint:" in str(err)
+    assert isinstance(firsttoken.ParseError("x", raw="r"), firsttoken.FirstTokenError)
