@@ -4,9 +4,10 @@ import firsttoken
 def test_public_api_is_pinned():
     assert sorted(firsttoken.__all__) == sorted([
         "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
-        "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "ModelNotFoundError",
+        "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
         "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
-        "__version__", "build_backend", "get_layout", "layout_names", "register_backend", "register_layout",
+        "__version__", "build_backend", "get_layout", "layout_names", "load", "models", "register_backend",
+        "register_layout",
     ])
     for name in firsttoken.__all__:
         assert hasattr(firsttoken, name), name

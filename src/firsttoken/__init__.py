@@ -9,14 +9,16 @@ from ._options import GenerateOptions
 from ._prediction import Prediction, Usage
 from ._predictor import Predictor
 from ._signature import InputField, OutputField, Signature
-from .backends import Backend, Generation, Scripted, build_backend, register_backend
+from ._models import load, models
+from .backends import Backend, Generation, LlamaCpp, Scripted, build_backend, register_backend
 from .layouts import Constraint, Layout, Region, get_layout, layout_names, register_layout
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
-    "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "ModelNotFoundError",
+    "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
     "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
-    "__version__", "build_backend", "get_layout", "layout_names", "register_backend", "register_layout",
+    "__version__", "build_backend", "get_layout", "layout_names", "load", "models", "register_backend",
+    "register_layout",
 ]

@@ -7,6 +7,7 @@ ParseError (with the raw reply and usage); a failed call raises BackendError. Ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -65,10 +66,15 @@ class Predictor:
                                    f"options: {', '.join(sorted(OPTION_NAMES))}")
         return inputs, self.options.merged(**rest) if rest else self.options
 
-    def __call__(self, **kwargs: Any) -> Prediction:
+    def __call__(self, *, on_text: Callable[[str], None] | None = None, **kwargs: Any) -> Prediction:
+        """Run one row: inputs and per-call options as keywords; ``on_text`` streams the reply's text."""
         inputs, options = self.split_kwargs(kwargs)
         messages = self.messages(**inputs)
-        gen = self.model.generate(messages, self.constraint if options.constrained else None, options)
+        constraint = self.constraint if options.constrained else None
+        if on_text is None:
+            gen = self.model.generate(messages, constraint, options)
+        else:
+            gen = self.model.generate(messages, constraint, options, on_text=on_text)
         return self.finish(gen)
 
     def finish(self, gen: Generation) -> Prediction:

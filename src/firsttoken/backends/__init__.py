@@ -11,6 +11,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from ._protocol import Backend, Generation, Messages, estimate_tokens
+from .llamacpp import LlamaCpp
 from .scripted import Scripted
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
@@ -33,6 +34,7 @@ def backend_names() -> list[str]:
 
 
 register_backend("scripted", Scripted)
+register_backend("llamacpp", LlamaCpp)
 
-__all__ = ["Backend", "Generation", "Messages", "Scripted", "backend_names", "build_backend",
+__all__ = ["Backend", "Generation", "LlamaCpp", "Messages", "Scripted", "backend_names", "build_backend",
            "estimate_tokens", "register_backend"]

@@ -6,6 +6,7 @@ A backend is one class with ``generate`` (required) and ``count_tokens`` (option
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -33,9 +34,10 @@ class Generation:
 class Backend(Protocol):
     name: str
 
-    def generate(self, messages: Messages, constraint: Constraint | None,
-                 options: GenerateOptions) -> Generation:
-        """``constraint`` is None when the caller runs unconstrained (prompt only)."""
+    def generate(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
+        """``constraint`` is None when the caller runs unconstrained (prompt only). ``on_text``, where
+        given, receives the reply's text as it is generated."""
         ...
 
 

@@ -28,8 +28,8 @@ class Scripted:
         self.delay = delay
         self.calls: list[Messages] = []
 
-    def generate(self, messages: Messages, constraint: Constraint | None,
-                 options: GenerateOptions) -> Generation:
+    def generate(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
         self.calls.append(messages)
         if self.delay:
             time.sleep(self.delay)
@@ -46,6 +46,8 @@ class Scripted:
             raise BackendError(f"scripted failure: {reply}") from reply
         if isinstance(reply, Generation):
             return reply
+        if on_text:
+            on_text(reply)
         prompt = sum(estimate_tokens(m["content"]) for m in messages)
         return Generation(text=reply, prompt_tokens=prompt, completion_tokens=estimate_tokens(reply),
                           estimated=True)

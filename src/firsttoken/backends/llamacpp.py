@@ -1,0 +1,202 @@
+"""``LlamaCpp``: in-process llama.cpp (llama-cpp-python), with the layout's grammar forced by llguidance.
+
+Built from a GGUF path, or around a ``llama_cpp.Llama`` the caller made. Defaults differ from
+llama-cpp-python's on purpose: a 4,096-token context (its 512 overflows a 24-category prompt), one thread
+per physical core (its default, half the logical CPUs, halves the speed on small machines), greedy
+decoding with a fixed seed so that results reproduce.
+
+Prefix reuse: llama-cpp-python keeps the evaluated tokens of the previous call and only evaluates what
+differs, so consecutive calls that share a system prompt (instruction, categories, demos) pay for it once.
+Does not handle: batched decoding, several sequences at once, GPU settings beyond ``**llama_kwargs``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import llguidance
+
+from .._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, FirstTokenError,
+                       ModelNotFoundError)
+from .._options import GenerateOptions
+from ..layouts import Constraint
+from ._guide import Guide
+from ._protocol import Generation, Messages
+
+_CLOSE_SLACK = 16  # tokens allowed for the region's closer on top of the budgets
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (llama.cpp runs slower with hyper-threads)."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        cores, current = set(), {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("physical id", "core id"):
+                current[key] = value.strip()
+                if len(current) == 2:
+                    cores.add((current["physical id"], current["core id"]))
+                    current = {}
+        return max(1, min(allowed, len(cores) or allowed))
+    except OSError:
+        return max(1, allowed)
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ConfigError("llama-cpp-python is not installed",
+                          hint='pip install "firsttoken[local]" (see the README for build flags)') from None
+    return llama_cpp
+
+
+def check_gguf(path: Path) -> None:
+    """A clear error for a missing, empty or non-GGUF file, before llama.cpp sees it."""
+    if not path.is_file():
+        raise ModelNotFoundError(f"model file not found: {path}",
+                                 hint="check the path, or use a packaged model name (`firsttoken models`)")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ModelNotFoundError(f"{path} is not a GGUF file (starts with {magic!r})",
+                                 hint="pass a .gguf model file (llama.cpp's format)")
+
+
+class LlamaCpp:
+    name = "llamacpp"
+
+    def __init__(self, model_path: str | os.PathLike | None = None, *, llm: Any = None, n_ctx: int = 4096,
+                 n_threads: int | None = None, seed: int = 0, verbose: bool = False, label: str | None = None,
+                 **llama_kwargs: Any):
+        if (model_path is None) == (llm is None):
+            raise ConfigError("LlamaCpp needs exactly one of model_path=... or llm=...",
+                              hint="LlamaCpp('model.gguf') or LlamaCpp(llm=llama_cpp.Llama(...))")
+        if llm is None:
+            path = Path(model_path).expanduser()
+            check_gguf(path)
+            llama_cpp = _import_llama_cpp()
+            threads = n_threads or physical_cores()
+            try:
+                llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
+                                      n_threads_batch=threads, seed=seed, verbose=verbose, **llama_kwargs)
+            except (ValueError, RuntimeError, OSError) as e:
+                raise ModelNotFoundError(f"llama.cpp could not load {path}: {e}",
+                                         hint="the file is truncated or corrupt: reinstall or re-download it") from None
+            label = label or path.name
+        self.llm = llm
+        self.label = label or "llama.cpp model"
+        self._tokenizer: llguidance.LLTokenizer | None = None
+        self._matchers: dict[str, llguidance.LLMatcher] = {}
+
+    def __repr__(self) -> str:
+        return f"LlamaCpp({self.label!r})"
+
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: str, **kwargs: Any) -> LlamaCpp:
+        """A GGUF from a Hugging Face repo through llama-cpp-python (needs network and huggingface-hub)."""
+        llama_cpp = _import_llama_cpp()
+        n_threads = kwargs.pop("n_threads", None) or physical_cores()
+        try:
+            llm = llama_cpp.Llama.from_pretrained(repo_id, filename, n_ctx=kwargs.pop("n_ctx", 4096),
+                                                  n_threads=n_threads, n_threads_batch=n_threads,
+                                                  verbose=kwargs.pop("verbose", False), **kwargs)
+        except Exception as e:  # network, hub and file errors all arrive here
+            raise ModelNotFoundError(f"could not fetch {repo_id}/{filename}: {e}",
+                                     hint="needs network access and `pip install huggingface-hub`") from None
+        return cls(llm=llm, label=f"{repo_id}/{filename}")
+
+    # --- tokens -----------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> llguidance.LLTokenizer:
+        if self._tokenizer is None:
+            from llguidance.llamacpp import lltokenizer_from_vocab
+
+            self._tokenizer = lltokenizer_from_vocab(self.llm._model.vocab)
+        return self._tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _matcher(self, lark: str) -> llguidance.LLMatcher:
+        """Compiled once per grammar (i.e. per signature and layout) for this model, reset per call."""
+        matcher = self._matchers.get(lark)
+        if matcher is None:
+            grammar = llguidance.LLMatcher.grammar_from_lark(lark)
+            error = llguidance.LLMatcher.validate_grammar(grammar, self.tokenizer)
+            if error:
+                raise ConstraintError(f"the layout's grammar does not compile: {error.splitlines()[0]}")
+            matcher = self._matchers[lark] = llguidance.LLMatcher(self.tokenizer, grammar, log_level=1)
+        else:
+            matcher.reset()
+        if matcher.is_error():
+            raise ConstraintError(f"the layout's grammar cannot be used: {matcher.get_error()}")
+        return matcher
+
+    # --- generation -------------------------------------------------------------------------------
+    def generate(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
+        guide = None
+        if constraint is not None:
+            end_of_turn = {self.llm.token_eos(), *self.tokenizer.eos_tokens}
+            guide = Guide(self._matcher(constraint.lark), self.tokenizer, self.llm.n_vocab(), constraint.region,
+                          options.max_thinking_tokens, end_of_turn, self._piece)
+            max_tokens = options.max_answer_tokens + (
+                options.max_thinking_tokens + _CLOSE_SLACK if constraint.region else 0)
+        else:
+            max_tokens = options.max_thinking_tokens + options.max_answer_tokens
+        processors = [p for p in (guide, _Echo(self._piece, on_text) if on_text else None) if p]
+        start = time.perf_counter()
+        try:
+            result = self.llm.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=options.temperature, top_p=options.top_p,
+                top_k=0, min_p=0.0, repeat_penalty=1.0, seed=options.seed,
+                logits_processor=_processor_list(processors) if processors else None)
+        except FirstTokenError:
+            raise
+        except ValueError as e:
+            if "exceed context window" in str(e):
+                raise ContextOverflowError(f"{self.label}: {e}") from None
+            raise BackendError(f"{self.label}: {e}") from None
+        except Exception as e:  # llama.cpp failures surface as assorted exceptions
+            raise BackendError(f"{self.label}: {type(e).__name__}: {e}") from None
+        seconds = time.perf_counter() - start
+        usage = result["usage"]
+        if guide and result["choices"][0]["finish_reason"] == "length" and not guide.matcher.is_accepting():
+            raise BackendError(f"{self.label}: the reply hit its token limit ({max_tokens}) before the answer "
+                               "was complete", hint="raise max_answer_tokens, or n_ctx if the prompt is long")
+        return Generation(text=result["choices"][0]["message"]["content"] or "",
+                          prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                          reasoning_tokens=guide.reasoning_tokens if guide else None,
+                          seconds=seconds, closed_by=guide.closed_by if guide else None)
+
+    def _piece(self, token: int) -> bytes:
+        return self.llm.detokenize([token])
+
+
+class _Echo:
+    """A logits processor that only watches: hands each new token's text to ``on_text``."""
+
+    def __init__(self, piece: Callable[[int], bytes], on_text: Callable[[str], None]):
+        self.piece, self.on_text = piece, on_text
+        self.seen: int | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.seen is not None:
+            text = self.decoder.decode(b"".join(self.piece(int(t)) for t in input_ids[self.seen:]))
+            if text:
+                self.on_text(text)
+        self.seen = len(input_ids)
+        return scores
+
+
+def _processor_list(processors: list[Any]) -> Any:
+    return _import_llama_cpp().LogitsProcessorList(processors)
