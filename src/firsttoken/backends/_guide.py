@@ -69,7 +69,7 @@ class Guide:
         self.text += self.decode(token)
         if forced:  # part of the closer: a delimiter, not reasoning
             if not self._forced and not self._pending:
-                self._state = "after"
+                self._state = self._region_state()
             return
         was_inside = self._state == "inside"
         self._state = self._region_state()
@@ -98,8 +98,15 @@ class Guide:
             return scores
         return self._mask(scores)
 
+    def _closer_ends_region(self) -> bool:
+        """True when writing the closer now ends the region (not so right after a JSON backslash)."""
+        body = self.text.decode("utf-8", errors="replace")[self._start:]
+        end = self.region.find_end(body + self.region.close)
+        return end is not None and end >= len(body) and \
+            self.matcher.validate_tokens(self._close) == len(self._close)
+
     def _start_closing(self, why: str) -> None:
-        if self.matcher.validate_tokens(self._close) == len(self._close):
+        if self._closer_ends_region():
             self._forced = list(self._close)
             self.closed_by = why
         elif self._retries >= _MAX_CLOSE_RETRIES:
@@ -111,7 +118,7 @@ class Guide:
     def _mask(self, scores: np.ndarray) -> np.ndarray:
         fill_next_token_bitmask(self.matcher, self._bitmask, 0)
         allowed = np.unpackbits(self._bitmask.view(np.uint8), bitorder="little")[: self.n_vocab]
-        if not allowed.any():
+        if not allowed.any() or self.matcher.is_error():
             raise ConstraintError(f"the constraint allows no next token ({self.matcher.get_error() or 'dead end'})",
                                   hint="the grammar cannot be satisfied; check the layout's constraint")
         scores[: len(allowed)][allowed == 0] = -np.inf

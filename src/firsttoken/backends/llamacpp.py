@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,9 @@ class LlamaCpp:
         if self._tokenizer is None:
             from llguidance.llamacpp import lltokenizer_from_vocab
 
-            self._tokenizer = lltokenizer_from_vocab(self.llm._model.vocab)
+            with warnings.catch_warnings():  # one deprecation warning per vocabulary entry otherwise
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._tokenizer = lltokenizer_from_vocab(self.llm._model.vocab)
         return self._tokenizer
 
     def count_tokens(self, text: str) -> int:
@@ -141,33 +144,22 @@ class LlamaCpp:
         return matcher
 
     # --- generation -------------------------------------------------------------------------------
+    def guide(self, constraint: Constraint, options: GenerateOptions) -> Guide:
+        """The logits processor that forces ``constraint`` for one call."""
+        end_of_turn = {self.llm.token_eos(), *self.tokenizer.eos_tokens}
+        return Guide(self._matcher(constraint.lark), self.tokenizer, self.llm.n_vocab(), constraint.region,
+                     options.max_thinking_tokens, end_of_turn, self._piece)
+
     def generate(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions,
                  on_text: Callable[[str], None] | None = None) -> Generation:
-        guide = None
-        if constraint is not None:
-            end_of_turn = {self.llm.token_eos(), *self.tokenizer.eos_tokens}
-            guide = Guide(self._matcher(constraint.lark), self.tokenizer, self.llm.n_vocab(), constraint.region,
-                          options.max_thinking_tokens, end_of_turn, self._piece)
+        guide = self.guide(constraint, options) if constraint is not None else None
+        if constraint is None:
+            max_tokens = options.max_thinking_tokens + options.max_answer_tokens
+        else:
             max_tokens = options.max_answer_tokens + (
                 options.max_thinking_tokens + _CLOSE_SLACK if constraint.region else 0)
-        else:
-            max_tokens = options.max_thinking_tokens + options.max_answer_tokens
         processors = [p for p in (guide, _Echo(self._piece, on_text) if on_text else None) if p]
-        start = time.perf_counter()
-        try:
-            result = self.llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=options.temperature, top_p=options.top_p,
-                top_k=0, min_p=0.0, repeat_penalty=1.0, seed=options.seed,
-                logits_processor=_processor_list(processors) if processors else None)
-        except FirstTokenError:
-            raise
-        except ValueError as e:
-            if "exceed context window" in str(e):
-                raise ContextOverflowError(f"{self.label}: {e}") from None
-            raise BackendError(f"{self.label}: {e}") from None
-        except Exception as e:  # llama.cpp failures surface as assorted exceptions
-            raise BackendError(f"{self.label}: {type(e).__name__}: {e}") from None
-        seconds = time.perf_counter() - start
+        result, seconds = self.complete(messages, max_tokens, options, processors)
         usage = result["usage"]
         if guide and result["choices"][0]["finish_reason"] == "length" and not guide.matcher.is_accepting():
             raise BackendError(f"{self.label}: the reply hit its token limit ({max_tokens}) before the answer "
@@ -176,6 +168,25 @@ class LlamaCpp:
                           prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
                           reasoning_tokens=guide.reasoning_tokens if guide else None,
                           seconds=seconds, closed_by=guide.closed_by if guide else None)
+
+    def complete(self, messages: Messages, max_tokens: int, options: GenerateOptions,
+                 processors: list[Any] | None = None, **extra: Any) -> tuple[dict, float]:
+        """One llama-cpp-python chat completion (the raw result and its seconds), errors translated."""
+        start = time.perf_counter()
+        try:
+            result = self.llm.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=options.temperature, top_p=options.top_p,
+                top_k=0, min_p=0.0, repeat_penalty=1.0, seed=options.seed,
+                logits_processor=_processor_list(processors) if processors else None, **extra)
+        except FirstTokenError:
+            raise
+        except ValueError as e:
+            if "exceed context window" in str(e):
+                raise ContextOverflowError(f"{self.label}: {e}") from None
+            raise BackendError(f"{self.label}: {e}") from None
+        except Exception as e:  # llama.cpp failures surface as assorted exceptions
+            raise BackendError(f"{self.label}: {type(e).__name__}: {e}") from None
+        return result, time.perf_counter() - start
 
     def _piece(self, token: int) -> bytes:
         return self.llm.detokenize([token])
