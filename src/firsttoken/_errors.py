@@ -2,6 +2,7 @@
 
     FirstTokenError
     ├── ConfigError            a signature, layout name, option or input the caller got wrong
+    ├── DataError              a data file that cannot be read as the task needs (names file and line)
     ├── ParseError             a model reply that is not a valid answer (carries ``raw``)
     ├── ModelNotFoundError     a model name, file or package that is missing, partial or corrupt
     └── BackendError           a model call that failed
@@ -30,6 +31,10 @@ class FirstTokenError(Exception):
 
 class ConfigError(FirstTokenError):
     default_hint = "check the signature, layout and options you passed"
+
+
+class DataError(FirstTokenError):
+    default_hint = "fix the file, or pass --skip-bad-rows to count bad rows and go on"
 
 
 class ParseError(FirstTokenError):

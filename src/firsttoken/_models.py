@@ -136,3 +136,30 @@ def load(name: str = DEFAULT_MODEL, **kwargs: Any) -> Any:
 def models() -> list[dict[str, Any]]:
     return [{"name": m.name, "installed": m.installed(), "size_bytes": m.size_bytes, "licence": m.licence,
              "description": m.description, "install": m.install} for m in CATALOGUE.values()]
+
+
+def resolve(spec: str) -> Any:
+    """A backend from a ``--model`` spec: a packaged name, a ``.gguf`` path, ``openai:MODEL@URL``,
+    or ``scripted:module:function`` (``function(messages) -> reply text``, for tests)."""
+    from ._errors import ConfigError
+
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "openai":
+        raise ConfigError(f"model {spec!r}: OpenAI-compatible servers are not available yet",
+                          hint="use a packaged model name or a .gguf path for now")
+    if sep and kind == "scripted":
+        import importlib
+
+        from .backends import Scripted
+
+        module, sep2, attr = rest.partition(":")
+        if not sep2:
+            raise ConfigError(f"model {spec!r}: expected scripted:module:function",
+                              hint="e.g. --model scripted:mytests.fake:reply")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"model {spec!r} cannot be loaded: {e}",
+                              hint="the module must be importable (on PYTHONPATH)") from None
+        return Scripted(fn)
+    return load(spec)

@@ -1,29 +1,17 @@
-"""The `firsttoken` command: a thin layer over the library. Errors print one line and exit 1
-(set FIRSTTOKEN_DEBUG=1 to see the traceback)."""
+"""Commands to look around and try things: layouts, models, ask."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import typer
-from rich.console import Console
 
-from . import _models, _samples
-from ._errors import ConfigError, FirstTokenError
-from ._predictor import Predictor
-from ._signature import Signature
-from .layouts import get_layout, layout_classes
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Let models think before they answer; force the answer's type; measure which layout wins.")
-out = Console(highlight=False, soft_wrap=True)
-
-
-@app.callback()
-def _root() -> None:
-    """firsttoken: the first token problem, solved and measured."""
+from .. import _models, _samples
+from .._errors import ConfigError
+from .._predictor import Predictor
+from .._signature import Signature
+from ..layouts import get_layout, layout_classes
+from ._app import app, out
 
 
 @app.command()
@@ -107,22 +95,3 @@ def ask(question: str = typer.Argument(..., help="the question"),
     out.print(f"[dim]tokens: prompt {u.prompt_tokens}, reasoning {u.reasoning_tokens}, answer {u.answer_tokens}"
               f"{' (estimated)' if u.estimated else ''}; {u.seconds:.1f} s"
               f"{f'; reasoning closed by {pred.closed_by}' if pred.closed_by else ''}[/dim]")
-
-
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except FirstTokenError as e:
-        if os.environ.get("FIRSTTOKEN_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except Exception as e:  # click's usage errors and aborts
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        raise

@@ -1,0 +1,160 @@
+"""Commands that measure: eval (run a grid of arms) and report (summarise a store)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .._errors import ConfigError
+from ..experiments import Store, evaluate, file_task, load_demos, summarize
+from ..experiments._report import html_page, markdown
+from ..experiments._runner import Arm
+from ..experiments._summary import arm_label
+from ..experiments._tasks import Task
+from ._app import app, err, out
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _on_off(value: str) -> list[bool]:
+    table = {"on": True, "off": False}
+    items = _csv(value) or ["on"]
+    bad = [v for v in items if v not in table]
+    if bad:
+        raise ConfigError(f"--constrained {value!r}: {bad[0]!r} is not on or off", hint="e.g. --constrained on,off")
+    return [table[v] for v in items]
+
+
+def _ints(value: str | None, flag: str) -> list[int | None]:
+    if not value:
+        return [None]
+    try:
+        return [int(v) for v in _csv(value) or []]
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r}: expected whole numbers", hint=f"e.g. {flag} 0,64,256") from None
+
+
+class BarProgress:
+    """One live bar per arm: rows done, running accuracy, tokens/s, ETA."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None if quiet else Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                               TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+                                               console=err, transient=False)
+
+    def arm_started(self, arm: Arm, total: int, done: int) -> None:
+        self.counts = {"correct": 0, "answered": 0, "tokens": 0, "seconds": 0.0, "new": 0}
+        self.start = time.perf_counter()
+        if self.bar:
+            self.bar.start()
+            self.task_id = self.bar.add_task(arm_label(arm.record()), total=total, completed=done, stats="")
+
+    def row_done(self, arm: Arm, result: dict) -> None:
+        c = self.counts
+        c["new"] += 1
+        if result["outcome"] != "backend_error":
+            c["answered"] += 1
+            c["correct"] += result["outcome"] == "correct"
+            c["tokens"] += (result["reasoning_tokens"] or 0) + (result["answer_tokens"] or 0)
+            c["seconds"] += result["seconds"] or 0
+        if self.bar:
+            acc = c["correct"] / c["answered"] if c["answered"] else 0
+            tps = c["tokens"] / c["seconds"] if c["seconds"] else 0
+            self.bar.update(self.task_id, advance=1, stats=f"acc {acc:.0%}  {tps:.0f} tok/s")
+
+    def arm_finished(self, arm: Arm) -> None:
+        if self.quiet:
+            c = self.counts
+            err.print(f"{arm_label(arm.record())}: {c['new']} new rows in {time.perf_counter() - self.start:.0f} s")
+        elif self.bar:
+            self.bar.stop()
+
+
+def build_task(task: str | None, data: str | None, inputs: str | None, output: str | None, labels: str | None,
+               labels_from: str | None, metric: str, instructions: str | None, skip_bad_rows: bool) -> Task:
+    if task:
+        from ..tasks import get_task
+
+        return get_task(task, data, skip_bad_rows=skip_bad_rows)
+    if not data:
+        raise ConfigError("no task given", hint="pass --task NAME, or --data FILE --inputs COLS --output COL")
+    if not output:
+        raise ConfigError("--data needs --output COL", hint="name the column holding the expected answer")
+    return file_task(data, _csv(inputs) or [], output, metric, _csv(labels), labels_from, instructions,
+                     skip_bad_rows)
+
+
+@app.command("eval")
+def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `firsttoken tasks`)"),
+          data: str = typer.Option(None, "--data", help="JSONL, CSV or JSON file (or folder, for a built-in task)"),
+          inputs: str = typer.Option(None, "--inputs", help="input columns, comma-separated"),
+          output: str = typer.Option(None, "--output", help="the column with the expected answer"),
+          labels: str = typer.Option(None, "--labels", help="the categories, comma-separated"),
+          labels_from: str = typer.Option(None, "--labels-from", help="take the categories from this column"),
+          metric: str = typer.Option("exact", "--metric", help="exact, numeric, label, or module:function"),
+          instructions: str = typer.Option(None, "--instructions", help="the task instruction for the prompt"),
+          model: list[str] = typer.Option(None, "--model", "-m", help="repeatable; default qwen2.5-coder-1.5b"),
+          layouts: str = typer.Option(None, "--layouts", help="comma-separated; default: all five"),
+          syntaxes: str = typer.Option("json", "--syntaxes"),
+          constrained: str = typer.Option("on", "--constrained", help="on, off, or on,off"),
+          budgets: str = typer.Option(None, "--thinking-budgets", help="e.g. 0,64,256; default 512"),
+          limit: int = typer.Option(None, "--limit", help="the first N rows"),
+          sample: int = typer.Option(None, "--sample", help="N rows drawn at random (with --seed)"),
+          seed: int = typer.Option(0, "--seed"),
+          demos: str = typer.Option(None, "--demos", help="file of few-shot examples"),
+          n_demos: int = typer.Option(3, "--n-demos"),
+          store: str = typer.Option(None, "--store", help="SQLite file; default runs/<task>.db"),
+          margin: float = typer.Option(2.0, "--margin", help="accuracy points the recommendation may give up"),
+          skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="count bad rows and go on"),
+          quiet: bool = typer.Option(False, "--quiet", help="no live bars (for CI logs)"),
+          as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object")) -> None:
+    """Run a grid of arms (model x layout x syntax x constrained x budget) over a task's rows."""
+    the_task = build_task(task, data, inputs, output, labels, labels_from, metric, instructions, skip_bad_rows)
+    demo_rows = load_demos(demos, the_task, n_demos) if demos else None
+    summary = evaluate(the_task, model or ["qwen2.5-coder-1.5b"], _csv(layouts), _csv(syntaxes) or ["json"],
+                       _on_off(constrained), _ints(budgets, "--thinking-budgets"), store, limit, sample, seed,
+                       demo_rows, margin / 100, BarProgress(quiet or as_json))
+    summary["bad_rows"] = the_task.bad_rows
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    out.print(markdown(summary), markup=False)
+    if the_task.bad_rows:
+        out.print(f"{the_task.bad_rows} bad rows were skipped (--skip-bad-rows).")
+    out.print(f"Stored in {summary['store']}; `firsttoken report {summary['store']} --html report.html` for plots.")
+
+
+@app.command()
+def report(store: Path = typer.Argument(..., help="a store written by `firsttoken eval`"),
+           html_file: Path = typer.Option(None, "--html", help="write one self-contained HTML page"),
+           md_file: Path = typer.Option(None, "--md", help="write the Markdown summary"),
+           margin: float = typer.Option(2.0, "--margin"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Summarise a store: accuracy with intervals, paired tests, the recommendation; optionally HTML."""
+    if not store.is_file():
+        raise ConfigError(f"{store}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
+    db = Store(store)
+    try:
+        summaries = [summarize(db, t, margin=margin / 100) for t in db.tasks()]
+        if not summaries:
+            raise ConfigError(f"{store}: the store has no runs", hint="run `firsttoken eval` first")
+        text = "\n".join(markdown(s) for s in summaries)
+        if md_file:
+            md_file.write_text(text)
+        if html_file:
+            html_file.write_text(html_page(summaries, db))
+        if as_json:
+            print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, default=str))
+        else:
+            out.print(text, markup=False)
+            if html_file:
+                out.print(f"HTML report: {html_file.resolve()}")
+    finally:
+        db.close()

@@ -1,0 +1,189 @@
+"""Reports from a summary: Markdown (terminal, docs) and one self-contained HTML page.
+
+Every piece of model text is escaped (``html.escape``); plots are PNGs embedded as data URIs; the page
+has no scripts and loads nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from typing import Any
+
+from ._store import Store
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = [f"## {summary['task']}", "",
+             "| arm | n | accuracy (95% CI) | parsed acc. | parse fail | backend err | reasoning tok | answer tok |"
+             + (" macro-F1 (95% CI) |" if summary.get("labels") else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if summary.get("labels") else "")]
+    for a in summary["arms"]:
+        row = (f"| {a['label']} | {a['n']} | {pct(a['accuracy'])} ({pct(a['ci_low'])}–{pct(a['ci_high'])}) | "
+               f"{pct(a['accuracy_parsed'])} | {a['parse_failures']} | {a['backend_errors']} | "
+               f"{a['mean_reasoning_tokens']:.0f} | {a['mean_answer_tokens']:.0f} |")
+        if "macro_f1" in a:
+            row += f" {a['macro_f1']:.3f} ({a['macro_f1_low']:.3f}–{a['macro_f1_high']:.3f}) |"
+        lines.append(row)
+    if any(a["tokens_estimated"] for a in summary["arms"]):
+        lines += ["", "Token counts of some arms are estimates (not counted during generation)."]
+    if summary["comparisons"]:
+        lines += ["", "Paired differences (A − B, rows both answered; 95% paired-bootstrap CI; exact McNemar):", "",
+                  "| A | B | differs in | n | A − B (95% CI) | only A right | only B right | p |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in summary["comparisons"]:
+            lines.append(f"| {c['a_label']} | {c['b_label']} | {c['axis']} | {c['n']} | {c['diff'] * 100:+.1f} pts "
+                         f"({c['ci_low'] * 100:+.1f} to {c['ci_high'] * 100:+.1f}) | {c['a_only']} | {c['b_only']} | "
+                         f"{c['p_value']:.3g} |")
+    rec = summary["recommendation"]
+    verdict = {"recommended": f"**Recommendation: {rec.get('label')}.**", "single_arm": "**One arm only.**",
+               "inconclusive": "**Recommendation: inconclusive.**"}[rec["status"]]
+    lines += ["", f"{verdict} {rec['reason']}", ""]
+    return "\n".join(lines)
+
+
+def _figure_png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(summary: dict[str, Any]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = summary["arms"]
+    out: dict[str, str] = {}
+    if not arms:
+        return out
+    labels = [a["label"] for a in arms]
+    acc = [a["accuracy"] for a in arms]
+    err = [[a["accuracy"] - a["ci_low"] for a in arms], [a["ci_high"] - a["accuracy"] for a in arms]]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(arms) + 1))
+    ax.barh(range(len(arms)), acc, xerr=err, color="#4c78a8", capsize=3)
+    ax.set_yticks(range(len(arms)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy (95% Wilson interval)")
+    out["Accuracy per arm"] = _figure_png(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for a in arms:
+        ax.errorbar(a["mean_completion_tokens"], a["accuracy"],
+                    yerr=[[a["accuracy"] - a["ci_low"]], [a["ci_high"] - a["accuracy"]]], fmt="o", capsize=3)
+        ax.annotate(a["label"], (a["mean_completion_tokens"], a["accuracy"]), fontsize=7, xytext=(4, 2),
+                    textcoords="offset points")
+    ax.set_xlabel("mean completion tokens per row (the price of thinking)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    out["Accuracy against tokens"] = _figure_png(fig)
+
+    budgeted: dict[tuple, list[tuple[int, float]]] = {}
+    for a in arms:
+        if a["budget"] is not None:
+            budgeted.setdefault((a["model"], a["layout"], a["syntax"], a["constrained"]), []).append(
+                (a["budget"], a["accuracy"]))
+    if any(len(v) > 1 for v in budgeted.values()):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key, pts in budgeted.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{key[0]} {key[1]}")
+        ax.set_xlabel("thinking budget (tokens)")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        out["Accuracy against thinking budget"] = _figure_png(fig)
+
+    if summary.get("difficulty"):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        by_id = {a["id"]: a["label"] for a in arms}
+        for arm_id, cells in summary["difficulty"].items():
+            xs = sorted(cells, key=float)
+            ax.plot([float(x) for x in xs], [cells[x][0] / cells[x][1] for x in xs], "o-", label=by_id.get(arm_id))
+        ax.set_xlabel("difficulty")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        out["Accuracy against difficulty"] = _figure_png(fig)
+
+    if summary["comparisons"]:
+        idx = {a["id"]: i for i, a in enumerate(arms)}
+        import numpy as np
+
+        grid = np.full((len(arms), len(arms)), np.nan)
+        for c in summary["comparisons"]:
+            grid[idx[c["a"]], idx[c["b"]]] = c["diff"] * 100
+            grid[idx[c["b"]], idx[c["a"]]] = -c["diff"] * 100
+        fig, ax = plt.subplots(figsize=(0.5 * len(arms) + 3, 0.5 * len(arms) + 2))
+        lim = max(1.0, float(np.nanmax(np.abs(grid))) if not np.all(np.isnan(grid)) else 1.0)
+        im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(len(arms)), range(1, len(arms) + 1), fontsize=7)
+        ax.set_yticks(range(len(arms)), [f"{i + 1} {a}" for i, a in enumerate(labels)], fontsize=7)
+        fig.colorbar(im, label="row − column, accuracy points (pairs differing in one axis)")
+        out["Paired differences"] = _figure_png(fig)
+    return out
+
+
+def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 2000) -> str:
+    e = html.escape
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>firsttoken report</title><style>",
+             "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}pre{white-space:pre-wrap;margin:0;"
+             "max-height:12em;overflow:auto}.correct{background:#e8f5e9}.wrong{background:#fff3e0}"
+             ".parse_failure{background:#fde7e9}.backend_error{background:#eee}</style></head><body>",
+             "<h1>firsttoken report</h1>", f"<p>Store: {e(str(store.path))}</p>"]
+    for s in summaries:
+        parts.append(f"<h2>Task {e(s['task'])}</h2><table><tr><th>arm</th><th>n</th><th>accuracy</th>"
+                     "<th>95% CI</th><th>parsed acc.</th><th>parse failures</th><th>backend errors</th>"
+                     "<th>reasoning tok</th><th>answer tok</th></tr>")
+        for a in s["arms"]:
+            parts.append(f"<tr><td>{e(a['label'])}</td><td>{a['n']}</td><td>{pct(a['accuracy'])}</td>"
+                         f"<td>{pct(a['ci_low'])}–{pct(a['ci_high'])}</td><td>{pct(a['accuracy_parsed'])}</td>"
+                         f"<td>{a['parse_failures']}</td><td>{a['backend_errors']}</td>"
+                         f"<td>{a['mean_reasoning_tokens']:.0f}</td><td>{a['mean_answer_tokens']:.0f}</td></tr>")
+        parts.append("</table>")
+        rec = s["recommendation"]
+        parts.append(f"<p><b>Recommendation ({e(rec['status'])}):</b> {e(rec['reason'])}</p>")
+        if s["comparisons"]:
+            parts.append("<h3>Paired differences</h3><table><tr><th>A</th><th>B</th><th>axis</th><th>n</th>"
+                         "<th>A − B</th><th>95% CI</th><th>p (McNemar)</th></tr>")
+            for c in s["comparisons"]:
+                parts.append(f"<tr><td>{e(c['a_label'])}</td><td>{e(c['b_label'])}</td><td>{e(c['axis'])}</td>"
+                             f"<td>{c['n']}</td><td>{c['diff'] * 100:+.1f}</td><td>{c['ci_low'] * 100:+.1f} to "
+                             f"{c['ci_high'] * 100:+.1f}</td><td>{c['p_value']:.3g}</td></tr>")
+            parts.append("</table>")
+        for title, uri in plots(s).items():
+            parts.append(f"<h3>{e(title)}</h3><img alt='{e(title)}' src='{uri}'>")
+        parts.append("<h3>Replies</h3><table><tr><th>arm</th><th>row</th><th>expected</th><th>outcome</th>"
+                     "<th>outputs</th><th>reasoning</th><th>raw reply</th></tr>")
+        shown = 0
+        for a in s["arms"]:
+            for r in store.results(a["id"]):
+                if shown >= max_replies:
+                    break
+                shown += 1
+                parts.append(f"<tr class='{e(r['outcome'])}'><td>{e(a['label'])}</td><td>{e(r['row_id'])}</td>"
+                             f"<td>{e(_short(r['expected']))}</td><td>{e(r['outcome'])}</td>"
+                             f"<td>{e(r['outputs'] or '')}</td><td><pre>{e(r['thoughts'] or '')}</pre></td>"
+                             f"<td><pre>{e(r['raw'] or r['error'] or '')}</pre></td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _short(expected_json: str | None) -> str:
+    if expected_json is None:
+        return ""
+    value = json.loads(expected_json)
+    return value if isinstance(value, str) else json.dumps(value)

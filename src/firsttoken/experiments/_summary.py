@@ -1,0 +1,153 @@
+"""From stored results to the numbers a user decides on: per arm, per pair, and a recommendation.
+
+``n`` counts rows with a model reply (backend errors are excluded and reported on their own);
+``accuracy`` = correct / n, parse failures counting as not correct; ``accuracy_parsed`` = correct / parsed.
+Pairs are compared only where they differ in exactly one axis, on the rows both answered.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from typing import Any
+
+from . import _stats
+from ._store import Store
+
+AXES = ("model", "layout", "syntax", "constrained", "budget")
+
+
+def arm_label(arm: dict) -> str:
+    budget = "" if arm["budget"] is None else f" b{arm['budget']}"
+    mode = "" if arm["constrained"] else " unconstrained"
+    syntax = f"/{arm['syntax']}" if arm["syntax"] not in ("json", "lines") else ""
+    demos = f" {arm['demos']}-shot" if arm.get("demos") else ""
+    return f"{arm['model']} {arm['layout']}{syntax}{mode}{budget}{demos}"
+
+
+def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: str | None) -> dict:
+    answered = [r for r in results if r["outcome"] != "backend_error"]
+    n = len(answered)
+    correct = sum(r["outcome"] == "correct" for r in answered)
+    parsed = sum(r["outcome"] in ("correct", "wrong") for r in answered)
+    low, high = _stats.wilson(correct, n)
+
+    def mean(key: str) -> float:
+        return sum(r[key] or 0 for r in answered) / n if n else 0.0
+
+    row = {
+        "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "demos": arm.get("demos", 0),
+        "n": n, "correct": correct, "accuracy": correct / n if n else 0.0, "ci_low": low, "ci_high": high,
+        "accuracy_parsed": correct / parsed if parsed else 0.0, "parse_failures": n - parsed,
+        "backend_errors": len(results) - n, "order_violations": sum(bool(r["order_violated"]) for r in answered),
+        "mean_prompt_tokens": mean("prompt_tokens"), "mean_reasoning_tokens": mean("reasoning_tokens"),
+        "mean_answer_tokens": mean("answer_tokens"), "seconds": sum(r["seconds"] or 0 for r in results),
+        "tokens_estimated": any(r["estimated"] for r in answered),
+    }
+    row["mean_completion_tokens"] = row["mean_reasoning_tokens"] + row["mean_answer_tokens"]
+    if labels and output:
+        expected = [str(json.loads(r["expected"])) for r in answered]
+        predicted = [_predicted(r, output) for r in answered]
+        f1, f1_low, f1_high = _stats.macro_f1_interval(expected, predicted, labels)
+        row.update(macro_f1=f1, macro_f1_low=f1_low, macro_f1_high=f1_high)
+    return row
+
+
+def _predicted(result: dict, output: str) -> str | None:
+    if result["outcome"] not in ("correct", "wrong") or not result["outputs"]:
+        return None
+    value = json.loads(result["outputs"]).get(output)
+    return None if value is None else str(value)
+
+
+def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 0) -> dict | None:
+    """Paired difference a - b on the rows both answered, if the arms differ in exactly one axis."""
+    differing = [k for k in AXES if a[k] != b[k]
+                 and not (k == "budget" and (a[k] is None or b[k] is None))]  # no region: no budget
+    if len(differing) != 1 or a.get("demos", 0) != b.get("demos", 0):
+        return None
+    sa = {r["row_id"]: r["outcome"] == "correct" for r in res_a if r["outcome"] != "backend_error"}
+    sb = {r["row_id"]: r["outcome"] == "correct" for r in res_b if r["outcome"] != "backend_error"}
+    common = [k for k in sa if k in sb]
+    xa, xb = [float(sa[k]) for k in common], [float(sb[k]) for k in common]
+    diff, low, high = _stats.paired_bootstrap(xa, xb, seed=seed)
+    a_only = sum(1 for k in common if sa[k] and not sb[k])
+    b_only = sum(1 for k in common if sb[k] and not sa[k])
+    return {"a": a["id"], "b": b["id"], "a_label": arm_label(a), "b_label": arm_label(b), "axis": differing[0],
+            "n": len(common), "diff": diff, "ci_low": low, "ci_high": high, "a_only": a_only, "b_only": b_only,
+            "p_value": _stats.mcnemar_exact(a_only, b_only)}
+
+
+def recommend(stats: list[dict], results: dict[str, list[dict]], margin: float, seed: int = 0) -> dict:
+    """The cheapest arm proven within ``margin`` of the most accurate one, or "inconclusive"."""
+    live = [s for s in stats if s["n"] > 0]
+    if not live:
+        return {"status": "inconclusive", "arm": None, "reason": "no arm has any answered row"}
+    best = max(live, key=lambda s: (s["accuracy"], -s["mean_completion_tokens"]))
+    evidence = []
+    for s in live:
+        a = {r["row_id"]: r for r in results[s["id"]] if r["outcome"] != "backend_error"}
+        b = {r["row_id"]: r for r in results[best["id"]] if r["outcome"] != "backend_error"}
+        common = [k for k in a if k in b]
+        diff, low, high = _stats.paired_bootstrap([float(a[k]["outcome"] == "correct") for k in common],
+                                                  [float(b[k]["outcome"] == "correct") for k in common], seed=seed)
+        evidence.append({"arm": s["id"], "label": s["label"], "n": len(common), "diff_vs_best": diff,
+                         "ci_low": low, "ci_high": high, "mean_completion_tokens": s["mean_completion_tokens"],
+                         "non_inferior": s is best or low > -margin, "inferior": high < -margin})
+    candidates = [e for e in evidence if e["non_inferior"]]
+    pick = min(candidates, key=lambda e: e["mean_completion_tokens"])
+    undecided = [e for e in evidence if e["mean_completion_tokens"] < pick["mean_completion_tokens"]
+                 and not e["non_inferior"] and not e["inferior"]]
+    base = {"best": best["id"], "best_label": best["label"], "margin": margin, "evidence": evidence}
+    if len(live) == 1:
+        return {**base, "status": "single_arm", "arm": best["id"], "label": best["label"],
+                "reason": "only one arm: nothing to compare"}
+    if undecided:
+        needs = [_stats.rows_to_decide(e["n"], e["diff_vs_best"], e["ci_low"], e["ci_high"], margin)
+                 for e in undecided]
+        more = None if any(x is None for x in needs) else max(needs) - min(e["n"] for e in undecided)
+        cheaper = ", ".join(e["label"] for e in undecided)
+        reason = (f"the data cannot tell whether the cheaper {cheaper} is within {margin:.0%} of "
+                  f"{best['label']}: " + "; ".join(f"{e['diff_vs_best']:+.1%} [{e['ci_low']:+.1%}, {e['ci_high']:+.1%}]"
+                                                      for e in undecided))
+        reason += (f". About {max(more, 1)} more rows would likely decide it." if more is not None
+                   else ". The difference sits on the margin: many more rows would be needed.")
+        return {**base, "status": "inconclusive", "arm": None, "label": None, "more_rows": more, "reason": reason}
+    chosen = next(e for e in evidence if e is pick)
+    reason = (f"{chosen['label']} is the cheapest arm ({chosen['mean_completion_tokens']:.0f} completion tokens per row) "
+              f"whose accuracy is proven within {margin:.0%} of the best ({best['label']}, {best['accuracy']:.1%})")
+    if chosen["arm"] != best["id"]:
+        reason += f": difference {chosen['diff_vs_best']:+.1%} [{chosen['ci_low']:+.1%}, {chosen['ci_high']:+.1%}]"
+    cheaper_worse = [e for e in evidence if e["mean_completion_tokens"] < chosen["mean_completion_tokens"]]
+    if cheaper_worse:
+        reason += "; every cheaper arm is worse by more than the margin"
+    return {**base, "status": "recommended", "arm": chosen["arm"], "label": chosen["label"], "reason": reason}
+
+
+def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_ids: set[str] | None = None,
+              margin: float = 0.02, seed: int = 0) -> dict[str, Any]:
+    run = store.last_run(task) or {"config": "{}"}
+    config = json.loads(run["config"])
+    labels, output = config.get("labels"), config.get("output")
+    arms = [a for a in store.arms(task) if arm_ids is None or a["id"] in arm_ids]
+    results = {a["id"]: [r for r in store.results(a["id"]) if row_ids is None or r["row_id"] in row_ids]
+               for a in arms}
+    stats = [arm_stats(a, results[a["id"]], labels, output) for a in arms]
+    comparisons = [c for a, b in combinations(arms, 2)
+                   if (c := compare(a, b, results[a["id"]], results[b["id"]], seed)) is not None]
+    return {"task": task, "store": str(store.path), "margin": margin, "arms": stats, "comparisons": comparisons,
+            "recommendation": recommend(stats, results, margin, seed), "labels": labels,
+            "difficulty": _by_difficulty(arms, results)}
+
+
+def _by_difficulty(arms: list[dict], results: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
+    """Per arm: difficulty -> [correct, answered], where rows carry a difficulty."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for a in arms:
+        for r in results[a["id"]]:
+            if r.get("difficulty") is None or r["outcome"] == "backend_error":
+                continue
+            cell = out.setdefault(a["id"], {}).setdefault(f"{r['difficulty']:g}", [0, 0])
+            cell[0] += r["outcome"] == "correct"
+            cell[1] += 1
+    return out

@@ -1,0 +1,46 @@
+"""Scripted models for `--model scripted:tests.fakes:NAME` (tests run from the project root)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+
+def _question(messages):
+    return messages[-1]["content"]
+
+
+def echo_sum(messages):
+    """Answers "a+b" questions right in any layout the prompt asks for; wrong on purpose when b is 0."""
+    m = re.search(r"(\d+)\+(\d+)", _question(messages))
+    a, b = int(m.group(1)), int(m.group(2))
+    answer = a + b if b else a + 1
+    system = messages[0]["content"]
+    if "Answer:" in system:
+        return f"{a} plus {b}\nAnswer: {answer}"
+    if "<think>" in system:
+        return f'<think>\nadd them\n</think>\n{{"answer": {answer}}}'
+    if "[[ ## completed ## ]]" in system:
+        head = "[[ ## thoughts ## ]]\nadd\n\n" if "[[ ## thoughts ## ]]" in system else ""
+        tail = "\n\n[[ ## explanation ## ]]\nsum" if "[[ ## explanation ## ]]" in system else ""
+        return f"{head}[[ ## answer ## ]]\n{answer}{tail}\n\n[[ ## completed ## ]]"
+    if '"thoughts"' in system:
+        return f'{{"thoughts": "add", "answer": {answer}}}'
+    if '"explanation"' in system:
+        return f'{{"answer": {answer}, "explanation": "sum"}}'
+    return f'{{"answer": {answer}}}'
+
+
+def slow_sum(messages):
+    """echo_sum, slowly, counting every call in the file named by $FAKE_CALLS."""
+    path = os.environ.get("FAKE_CALLS")
+    if path:
+        with open(path, "a") as f:
+            f.write("call\n")
+    time.sleep(float(os.environ.get("FAKE_DELAY", "0.2")))
+    return echo_sum(messages)
+
+
+def garbage(messages):
+    return "I don't know."
