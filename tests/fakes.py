@@ -44,3 +44,14 @@ def slow_sum(messages):
 
 def garbage(messages):
     return "I don't know."
+
+
+def flaky(messages):
+    """echo_sum, except that it fails while $FAKE_FAIL is 1 (a server that is down)."""
+    if os.environ.get("FAKE_FAIL") == "1":
+        raise ConnectionError("server down")
+    return echo_sum(messages)
+
+
+def script_tag(messages):
+    return "<script>alert(1)</script>"

@@ -6,7 +6,8 @@ def test_public_api_is_pinned():
         "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
         "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
         "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
-        "__version__", "build_backend", "get_layout", "layout_names", "load", "models", "register_backend",
+        "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load", "models",
+        "register_backend",
         "register_layout",
     ])
     for name in firsttoken.__all__:

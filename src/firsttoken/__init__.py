@@ -10,6 +10,7 @@ from ._prediction import Prediction, Usage
 from ._predictor import Predictor
 from ._signature import InputField, OutputField, Signature
 from ._models import load, models
+from .experiments import evaluate
 from .backends import Backend, Generation, LlamaCpp, Scripted, build_backend, register_backend
 from .layouts import Constraint, Layout, Region, get_layout, layout_names, register_layout
 
@@ -19,6 +20,7 @@ __all__ = [
     "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
     "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
     "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
-    "__version__", "build_backend", "get_layout", "layout_names", "load", "models", "register_backend",
+    "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load", "models",
+    "register_backend",
     "register_layout",
 ]

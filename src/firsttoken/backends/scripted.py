@@ -34,7 +34,12 @@ class Scripted:
         if self.delay:
             time.sleep(self.delay)
         if self._fn is not None:
-            reply = self._fn(messages)
+            try:
+                reply = self._fn(messages)
+            except FirstTokenError:
+                raise
+            except Exception as e:  # the script's failure is the backend's failure
+                raise BackendError(f"scripted failure: {type(e).__name__}: {e}") from e
         elif len(self.calls) <= len(self._replies or []):
             reply = self._replies[len(self.calls) - 1]  # type: ignore[index]
         else:

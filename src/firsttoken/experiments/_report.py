@@ -69,7 +69,7 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
         return out
     labels = [a["label"] for a in arms]
     acc = [a["accuracy"] for a in arms]
-    err = [[a["accuracy"] - a["ci_low"] for a in arms], [a["ci_high"] - a["accuracy"] for a in arms]]
+    err = [[max(0.0, a["accuracy"] - a["ci_low"]) for a in arms], [max(0.0, a["ci_high"] - a["accuracy"]) for a in arms]]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(arms) + 1))
     ax.barh(range(len(arms)), acc, xerr=err, color="#4c78a8", capsize=3)
     ax.set_yticks(range(len(arms)), labels, fontsize=8)
@@ -81,7 +81,8 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(7, 4))
     for a in arms:
         ax.errorbar(a["mean_completion_tokens"], a["accuracy"],
-                    yerr=[[a["accuracy"] - a["ci_low"]], [a["ci_high"] - a["accuracy"]]], fmt="o", capsize=3)
+                    yerr=[[max(0.0, a["accuracy"] - a["ci_low"])], [max(0.0, a["ci_high"] - a["accuracy"])]],
+                    fmt="o", capsize=3)
         ax.annotate(a["label"], (a["mean_completion_tokens"], a["accuracy"]), fontsize=7, xytext=(4, 2),
                     textcoords="offset points")
     ax.set_xlabel("mean completion tokens per row (the price of thinking)")

@@ -1,0 +1,198 @@
+"""`firsttoken eval` and `report` end to end with scripted models: resuming, caching, bad input, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SUM = "scripted:tests.fakes:echo_sum"
+
+
+def write_sums(path: Path, n: int = 12) -> Path:
+    path.write_text("".join(json.dumps({"question": f"{i}+{i % 3}", "answer": i + i % 3}) + "\n" for i in range(n)))
+    return path
+
+
+def cli(*args, cwd: Path, env: dict | None = None, **kw):
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-c", "from firsttoken.cli import main; main()", *args], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def eval_args(data: Path, *extra):
+    return ["eval", "--data", str(data), "--inputs", "question", "--output", "answer", "--metric", "numeric",
+            "--quiet", *extra]
+
+
+def count_calls(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_json_summary_has_every_field(tmp_path):
+    data = write_sums(tmp_path / "sums.jsonl")
+    res = cli(*eval_args(data, "-m", SUM, "--layouts", "direct,thoughts_first,work_then_answer",
+                         "--thinking-budgets", "0,64", "--json"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert len(summary["arms"]) == 5  # direct has no budget axis: 1 + 2 + 2
+    arm = summary["arms"][0]
+    for key in ("model", "layout", "syntax", "constrained", "budget", "n", "correct", "accuracy", "ci_low",
+                "ci_high", "accuracy_parsed", "parse_failures", "backend_errors", "mean_prompt_tokens",
+                "mean_reasoning_tokens", "mean_answer_tokens", "seconds"):
+        assert key in arm, key
+    assert arm["n"] == 12 and arm["correct"] == 8  # echo_sum is wrong where the second number is 0
+    assert {c["axis"] for c in summary["comparisons"]} == {"layout", "budget"}
+    assert summary["recommendation"]["status"] in ("recommended", "inconclusive")
+    assert (tmp_path / "runs" / "sums.db").is_file()
+
+
+def test_rerun_of_a_finished_run_makes_no_model_calls(tmp_path):
+    data = write_sums(tmp_path / "sums.jsonl")
+    calls = tmp_path / "calls.txt"
+    env = {"FAKE_CALLS": str(calls), "FAKE_DELAY": "0"}
+    args = eval_args(data, "-m", "scripted:tests.fakes:slow_sum", "--layouts", "direct")
+    assert cli(*args, cwd=tmp_path, env=env).returncode == 0
+    assert count_calls(calls) == 12
+    assert cli(*args, cwd=tmp_path, env=env).returncode == 0
+    assert count_calls(calls) == 12
+    # A new layout runs only what is new; an identical call is answered from the store.
+    assert cli(*eval_args(data, "-m", "scripted:tests.fakes:slow_sum", "--layouts", "direct,thoughts_first"),
+               cwd=tmp_path, env=env).returncode == 0
+    assert count_calls(calls) == 24
+
+
+def test_killed_run_resumes_with_every_row_stored_once(tmp_path):
+    data = write_sums(tmp_path / "sums.jsonl", n=30)
+    calls = tmp_path / "calls.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FAKE_CALLS": str(calls), "FAKE_DELAY": "0.1"}
+    args = [sys.executable, "-c", "from firsttoken.cli import main; main()",
+            *eval_args(data, "-m", "scripted:tests.fakes:slow_sum", "--layouts", "direct")]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "runs" / "sums.db"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.1)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as con:
+                    if con.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= 10:
+                        break
+            except sqlite3.OperationalError:
+                pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = count_calls(calls)
+    assert 10 <= first < 30
+    assert cli(*args[3:], cwd=tmp_path, env=env).returncode == 0
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT row_id, COUNT(*) FROM results GROUP BY row_id").fetchall()
+    assert len(rows) == 30 and all(n == 1 for _, n in rows)
+    assert count_calls(calls) <= 30 + 1  # at most the call in flight is made twice
+
+
+def test_outcomes_are_kept_apart_and_backend_errors_are_retried(tmp_path):
+    data = write_sums(tmp_path / "sums.jsonl", n=6)
+    down = cli(*eval_args(data, "-m", "scripted:tests.fakes:flaky", "--layouts", "direct", "--json"),
+               cwd=tmp_path, env={"FAKE_FAIL": "1"})
+    arm = json.loads(down.stdout)["arms"][0]
+    assert arm["backend_errors"] == 6 and arm["n"] == 0 and arm["parse_failures"] == 0
+    up = cli(*eval_args(data, "-m", "scripted:tests.fakes:flaky", "--layouts", "direct", "--json"), cwd=tmp_path)
+    arm = json.loads(up.stdout)["arms"][0]
+    assert arm["backend_errors"] == 0 and arm["n"] == 6
+    bad = cli(*eval_args(data, "-m", "scripted:tests.fakes:garbage", "--layouts", "direct", "--json",
+                         "--store", "g.db"), cwd=tmp_path)
+    arm = json.loads(bad.stdout)["arms"][0]
+    assert arm["parse_failures"] == 6 and arm["accuracy"] == 0 and arm["accuracy_parsed"] == 0
+
+
+@pytest.mark.parametrize("name,content,args,message", [
+    ("bad.jsonl", '{"question": "1+1", "answer": 2}\n{"question": "2+2", "answer": 4\n', [],
+     r"bad.jsonl:2:\d+: invalid JSON"),
+    ("missing.jsonl", '{"question": "1+1", "answer": 2}\n{"question": "2+2"}\n', [],
+     "missing.jsonl:2: missing column 'answer'"),
+    ("labels.jsonl", '{"question": "x", "answer": "a"}\n{"question": "y", "answer": "c"}\n',
+     ["--labels", "a,b", "--metric", "label"], "labels.jsonl:2: label 'c' in column 'answer' is not one"),
+    ("empty.jsonl", "", [], "empty.jsonl: the file is empty"),
+    ("latin1.csv", b"question,answer\n1+1,2\ncaf\xe9,3\n", [], "latin1.csv:3: not UTF-8"),
+])
+def test_bad_files_are_named_precisely_and_stop_before_any_call(tmp_path, name, content, args, message):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    calls = tmp_path / "calls.txt"
+    res = cli("eval", "--data", str(path), "--inputs", "question", "--output", "answer", "--quiet",
+              "-m", "scripted:tests.fakes:slow_sum", *args, cwd=tmp_path, env={"FAKE_CALLS": str(calls)})
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert __import__("re").search(message, lines[0]), lines[0]
+    assert "hint:" in lines[0] and count_calls(calls) == 0
+
+
+def test_skip_bad_rows_counts_them(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"question": "1+1", "answer": 2}\nnot json\n{"question": "2+2"}\n{"question": "3+1", "answer": 4}\n')
+    res = cli(*eval_args(path, "-m", SUM, "--layouts", "direct", "--skip-bad-rows", "--json"), cwd=tmp_path)
+    summary = json.loads(res.stdout)
+    assert summary["bad_rows"] == 2 and summary["arms"][0]["n"] == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--layouts", "direct,nope"], "unknown layout 'nope'"),
+    (["-m", "gpt-9"], "unknown model 'gpt-9'"),
+    (["-m", "openai:gpt-4o@http://127.0.0.1:9"], "not available yet"),
+    (["--constrained", "maybe"], "not on or off"),
+])
+def test_bad_options_are_named(tmp_path, args, message):
+    data = write_sums(tmp_path / "sums.jsonl")
+    res = cli(*eval_args(data, *(args if "-m" in args else ["-m", SUM, *args])), cwd=tmp_path)
+    assert res.returncode == 1 and message in res.stderr and "hint:" in res.stderr
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_report_shows_model_text_as_text(tmp_path):
+    data = write_sums(tmp_path / "sums.jsonl", n=3)
+    assert cli(*eval_args(data, "-m", "scripted:tests.fakes:script_tag", "--layouts", "direct,work_then_answer"),
+               cwd=tmp_path).returncode == 0
+    res = cli("report", "runs/sums.db", "--html", "report.html", "--md", "report.md", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "report.html").read_text()
+    parser = _Tags()
+    parser.feed(page)
+    assert "script" not in parser.tags
+    assert "<script>alert(1)</script>" in "".join(parser.text)  # shown, as text
+    assert "img" in parser.tags  # the plots are embedded
+    assert "## sums" in (tmp_path / "report.md").read_text()
+
+
+def test_python_api_returns_the_summary(tmp_path):
+    from firsttoken.experiments import evaluate, file_task
+
+    task = file_task(write_sums(tmp_path / "sums.jsonl"), ["question"], "answer", metric="numeric")
+    import firsttoken as ft
+    from tests import fakes
+
+    summary = ft.evaluate(task, [ft.Scripted(fakes.echo_sum)], layouts=["direct"], store=tmp_path / "x.db")
+    assert summary["arms"][0]["accuracy"] == pytest.approx(8 / 12)
+    assert evaluate is ft.evaluate
