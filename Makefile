@@ -22,4 +22,4 @@ test: install-test
 	$(PY) -m pytest
 
 demo: install
-	$(VENV)/bin/firsttoken layouts
+	$(VENV)/bin/firsttoken demo

@@ -58,7 +58,7 @@ def test_recommendation_is_inconclusive_on_ten_rows_differing_by_one_answer():
     results = {"think": _results("1111110000"), "direct": _results("1111100000")}
     rec = recommend(stats, results, margin=0.02)
     assert rec["status"] == "inconclusive" and rec["arm"] is None
-    assert "more rows" in rec["reason"] and rec["more_rows"] > 10
+    assert "too few" in rec["reason"] and rec["more_rows"] >= 10
 
 
 def test_recommendation_picks_the_cheap_arm_when_it_is_proven_as_good():
@@ -76,3 +76,12 @@ def test_recommendation_keeps_the_expensive_arm_when_the_cheap_one_is_proven_wor
     rec = recommend(stats, results, margin=0.02)
     assert rec["status"] == "recommended" and rec["arm"] == "think"
     assert "every cheaper arm is worse" in rec["reason"]
+
+
+def test_recommendation_with_enough_rows_but_an_open_question_says_how_many_more():
+    stats = [{"id": "think", "label": "think", "n": 40, "accuracy": 0.6, "mean_completion_tokens": 200.0},
+             {"id": "direct", "label": "direct", "n": 40, "accuracy": 0.55, "mean_completion_tokens": 5.0}]
+    results = {"think": _results("1" * 24 + "0" * 16), "direct": _results("1" * 22 + "0" * 18)}
+    rec = recommend(stats, results, margin=0.02)
+    assert rec["status"] == "inconclusive" and "more rows would likely decide it" in rec["reason"]
+    assert rec["more_rows"] > 0

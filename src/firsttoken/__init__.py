@@ -3,7 +3,7 @@ type, and measure which response layout wins on your own data."""
 
 from __future__ import annotations
 
-from ._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, FirstTokenError,
+from ._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, DataError, FirstTokenError,
                       ModelNotFoundError, ParseError)
 from ._options import GenerateOptions
 from ._prediction import Prediction, Usage
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
-    "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
+    "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
     "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
     "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load", "models",
     "register_backend",

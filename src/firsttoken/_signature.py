@@ -90,6 +90,22 @@ class Signature:
         return typing.cast(type[Signature], type(name, (Signature,), ns))
 
     @classmethod
+    def to_spec(cls) -> dict | None:
+        """A JSON-able description (stored with experiment runs); None if an output type cannot be stored."""
+        outputs = {n: _types.type_to_spec(f.annotation) for n, f in cls.output_fields.items()}
+        if any(v is None for v in outputs.values()):
+            return None
+        return {"name": cls.__name__, "instructions": cls.instructions,
+                "inputs": {n: f.desc for n, f in cls.input_fields.items()},
+                "outputs": {n: {"type": outputs[n], "desc": f.desc} for n, f in cls.output_fields.items()}}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> type[Signature]:
+        descs = {**spec["inputs"], **{n: o["desc"] for n, o in spec["outputs"].items()}}
+        return cls.make(spec["name"], spec["instructions"], {n: str for n in spec["inputs"]},
+                        {n: _types.type_from_spec(o["type"]) for n, o in spec["outputs"].items()}, descs)
+
+    @classmethod
     def from_dspy(cls, dspy_signature: Any) -> type[Signature]:
         """Convert a DSPy signature class (needs ``dspy`` installed only to have made it)."""
         try:

@@ -296,3 +296,24 @@ def to_plain(value: Any) -> str:
         return str(data)
     return dumps(data)
 
+
+
+def type_to_spec(tp: Any) -> Any:
+    """A JSON-able description of a type, for storing a signature; None where it cannot be stored."""
+    if tp in (str, int, float, bool):
+        return tp.__name__
+    opts = choices(tp)
+    if opts is not None and not _is_enum(tp):
+        return {"labels": opts}
+    if get_origin(tp) is list:
+        item = type_to_spec(get_args(tp)[0])
+        return None if item is None else {"list": item}
+    return None
+
+
+def type_from_spec(spec: Any) -> Any:
+    if isinstance(spec, str):
+        return {"str": str, "int": int, "float": float, "bool": bool}[spec]
+    if "labels" in spec:
+        return Literal[tuple(spec["labels"])]  # type: ignore[misc]
+    return list[type_from_spec(spec["list"])]  # type: ignore[misc]

@@ -45,14 +45,14 @@ class BarProgress:
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
-        self.bar = None if quiet else Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                               TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
-                                               console=err, transient=False)
+        self.bar: Progress | None = None
 
     def arm_started(self, arm: Arm, total: int, done: int) -> None:
         self.counts = {"correct": 0, "answered": 0, "tokens": 0, "seconds": 0.0, "new": 0}
         self.start = time.perf_counter()
-        if self.bar:
+        if not self.quiet:  # a bar of its own per arm, left on screen when the arm is done
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=err)
             self.bar.start()
             self.task_id = self.bar.add_task(arm_label(arm.record()), total=total, completed=done, stats="")
 
@@ -158,3 +158,61 @@ def report(store: Path = typer.Argument(..., help="a store written by `firsttoke
                 out.print(f"HTML report: {html_file.resolve()}")
     finally:
         db.close()
+
+
+@app.command()
+def tasks() -> None:
+    """List the built-in tasks."""
+    from ..tasks import task_names
+
+    for name in task_names():
+        out.print(name)
+
+
+@app.command()
+def predict(run: Path = typer.Option(..., "--run", help="a store written by `firsttoken eval`"),
+            arm: str = typer.Option(None, "--arm", help="arm number, id or unique part; default: the recommendation"),
+            data: Path = typer.Option(..., "--data", help="new rows (JSONL, CSV or JSON) with the input columns"),
+            out_file: Path = typer.Option(..., "--out", help="JSON Lines: one prediction or named error per row")) -> None:
+    """Apply an arm of a run to new rows."""
+    from ..experiments._apply import predict_file
+
+    if not run.is_file():
+        raise ConfigError(f"{run}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
+    counts = predict_file(run, data, out_file, arm)
+    out.print(f"{counts['predicted']} predictions, {counts['errors']} errors, {counts['skipped']} rows already in "
+              f"{out_file}")
+
+
+@app.command()
+def show(run: Path = typer.Option(..., "--run"), arm: str = typer.Option(None, "--arm"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print an arm's exact messages, grammar and JSON Schema, to reproduce it outside firsttoken."""
+    from ..experiments._apply import show_arm
+
+    if not run.is_file():
+        raise ConfigError(f"{run}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
+    shown = show_arm(run, arm)
+    if as_json:
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return
+    out.print(f"[bold]arm[/bold] {shown['arm']['id']}")
+    out.print(f"[bold]options[/bold] {json.dumps(shown['options'])}", markup=False)
+    for m in shown["messages"]:
+        out.print(f"[bold]--- {m['role']} ---[/bold]")
+        out.print(m["content"], markup=False)
+    out.print("[bold]--- Lark grammar (llguidance) ---[/bold]")
+    out.print(shown["grammar"], markup=False)
+    out.print("[bold]--- JSON Schema (servers) ---[/bold]")
+    out.print(json.dumps(shown["json_schema"], indent=2) if shown["json_schema"] else "none: this layout's reply is "
+              "not one JSON object", markup=False)
+
+
+@app.command()
+def demo(quick: bool = typer.Option(False, "--quick", help="a 5-minute look; too small to decide anything"),
+         model: str = typer.Option(None, "--model", "-m", help="default qwen2.5-coder-1.5b")) -> None:
+    """The first token problem on this machine, with evidence (about 10 minutes on 2 cores)."""
+    from .. import _models
+    from ..demo import run_demo
+
+    run_demo(model or _models.DEFAULT_MODEL, quick=quick, console=out, progress=BarProgress(False))

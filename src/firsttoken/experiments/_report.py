@@ -21,11 +21,11 @@ def pct(x: float) -> str:
 
 def markdown(summary: dict[str, Any]) -> str:
     lines = [f"## {summary['task']}", "",
-             "| arm | n | accuracy (95% CI) | parsed acc. | parse fail | backend err | reasoning tok | answer tok |"
+             "| # | arm | n | accuracy (95% CI) | parsed acc. | parse fail | backend err | reasoning tok | answer tok |"
              + (" macro-F1 (95% CI) |" if summary.get("labels") else ""),
-             "|---|---|---|---|---|---|---|---|" + ("---|" if summary.get("labels") else "")]
-    for a in summary["arms"]:
-        row = (f"| {a['label']} | {a['n']} | {pct(a['accuracy'])} ({pct(a['ci_low'])}–{pct(a['ci_high'])}) | "
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if summary.get("labels") else "")]
+    for i, a in enumerate(summary["arms"], 1):
+        row = (f"| {i} | {a['label']} | {a['n']} | {pct(a['accuracy'])} ({pct(a['ci_low'])}–{pct(a['ci_high'])}) | "
                f"{pct(a['accuracy_parsed'])} | {a['parse_failures']} | {a['backend_errors']} | "
                f"{a['mean_reasoning_tokens']:.0f} | {a['mean_answer_tokens']:.0f} |")
         if "macro_f1" in a:

@@ -133,7 +133,8 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
         db.add_run(task.name, {"models": names, "layouts": list(layouts or layout_names()), "syntaxes": list(syntaxes),
                                "constrained": list(constrained), "budgets": budgets, "limit": limit,
                                "sample": sample, "seed": seed, "demos": len(demos or []), "labels": task.labels,
-                               "output": task.output, "metric": task.metric_name, "bad_rows": task.bad_rows},
+                               "output": task.output, "metric": task.metric_name, "bad_rows": task.bad_rows,
+                               "signature": task.signature.to_spec(), "demo_rows": demos or []},
                    versions())
         db.add_rows(task.name, rows)
         for arm in arms:

@@ -15,6 +15,7 @@ from . import _stats
 from ._store import Store
 
 AXES = ("model", "layout", "syntax", "constrained", "budget")
+MIN_ROWS = 20  # fewer paired rows than this and the recommendation is "inconclusive", whatever the intervals say
 
 
 def arm_label(arm: dict) -> str:
@@ -63,7 +64,8 @@ def _predicted(result: dict, output: str) -> str | None:
 def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 0) -> dict | None:
     """Paired difference a - b on the rows both answered, if the arms differ in exactly one axis."""
     differing = [k for k in AXES if a[k] != b[k]
-                 and not (k == "budget" and (a[k] is None or b[k] is None))]  # no region: no budget
+                 and not (k == "budget" and (a[k] is None or b[k] is None))  # no region: no budget
+                 and not (k == "syntax" and a["layout"] != b["layout"])]  # each layout has its own syntaxes
     if len(differing) != 1 or a.get("demos", 0) != b.get("demos", 0):
         return None
     sa = {r["row_id"]: r["outcome"] == "correct" for r in res_a if r["outcome"] != "backend_error"}
@@ -94,11 +96,16 @@ def recommend(stats: list[dict], results: dict[str, list[dict]], margin: float, 
         evidence.append({"arm": s["id"], "label": s["label"], "n": len(common), "diff_vs_best": diff,
                          "ci_low": low, "ci_high": high, "mean_completion_tokens": s["mean_completion_tokens"],
                          "non_inferior": s is best or low > -margin, "inferior": high < -margin})
+    base = {"best": best["id"], "best_label": best["label"], "margin": margin, "evidence": evidence}
+    fewest = min(e["n"] for e in evidence)
+    if len(live) > 1 and fewest < MIN_ROWS:
+        return {**base, "status": "inconclusive", "arm": None, "label": None, "more_rows": MIN_ROWS - fewest,
+                "reason": f"only {fewest} rows: too few to decide anything (at least {MIN_ROWS} needed); "
+                          f"so far {best['label']} leads with {best['accuracy']:.1%}"}
     candidates = [e for e in evidence if e["non_inferior"]]
     pick = min(candidates, key=lambda e: e["mean_completion_tokens"])
     undecided = [e for e in evidence if e["mean_completion_tokens"] < pick["mean_completion_tokens"]
                  and not e["non_inferior"] and not e["inferior"]]
-    base = {"best": best["id"], "best_label": best["label"], "margin": margin, "evidence": evidence}
     if len(live) == 1:
         return {**base, "status": "single_arm", "arm": best["id"], "label": best["label"],
                 "reason": "only one arm: nothing to compare"}

@@ -1,0 +1,103 @@
+"""`firsttoken demo`: the first token problem on this machine, as evidence.
+
+1. One arithmetic question answered two ways: answer first (``direct``) and ``work_then_answer``.
+2. A grid sized so that the difference is a finding, not an anecdote: generated arithmetic at 3-5 steps
+   (where answering first fails) under ``direct``, ``thoughts_first`` and ``work_then_answer``, and a
+   products slice (the founding example) under ``direct`` and ``thoughts_first``; all constrained.
+3. The tables with intervals and paired tests, the recommendation, and an HTML report.
+Results go to ``runs/demo.db`` (``runs/demo-quick.db``), so a rerun finishes at once from the store.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import _models
+from ._predictor import Predictor
+from .experiments import Store, evaluate
+from .experiments._report import html_page, markdown
+from .tasks import arithmetic_task, products_task
+from .tasks._arithmetic import Arithmetic, problem
+
+FULL = {"per_difficulty": 8, "products": 20, "budget": 256, "products_budget": 128}
+QUICK = {"per_difficulty": 3, "products": 6, "budget": 192, "products_budget": 96}
+
+
+def side_by_side(backend: Any, console: Console, budget: int) -> None:
+    question, answer = problem(random.Random(7), 4)
+    console.print(Text("One question, two layouts", style="bold"))
+    console.print(Text(question), Text(f"(correct answer: {answer})", style="dim"))
+    table = Table(show_lines=True, expand=True)
+    cells = []
+    for layout in ("direct", "work_then_answer"):
+        table.add_column(layout, ratio=1)
+        pred = Predictor(Arithmetic, layout=layout, model=backend, max_thinking_tokens=budget)(question=question)
+        right = pred.answer == answer
+        u = pred.usage
+        cells.append(Text.assemble((f"{pred.thoughts}\n\n" if pred.thoughts else "", "dim"), "answer = ",
+                                   (str(pred.answer), "bold"), " (", ("right", "green") if right else ("wrong", "red"),
+                                   ")\n", (f"{u.reasoning_tokens} reasoning + {u.answer_tokens} answer tokens, "
+                                            f"{u.seconds:.1f} s", "dim")))
+    table.add_row(*cells)
+    console.print(table)
+
+
+def run_demo(model: str = _models.DEFAULT_MODEL, quick: bool = False, runs: Path = Path("runs"),
+             console: Console | None = None, progress: Any = None) -> dict[str, Any]:
+    console = console or Console()
+    size = QUICK if quick else FULL
+    if quick:
+        console.print("[yellow]--quick: a sample this small cannot decide anything; it shows the workflow only."
+                      "[/yellow]")
+    backend = _models.load(model)
+    side_by_side(backend, console, size["budget"])
+    store = runs / ("demo-quick.db" if quick else "demo.db")
+    arithmetic = arithmetic_task(difficulties=range(3, 6), per_difficulty=size["per_difficulty"], seed=1)
+    console.print(f"\n[bold]Arithmetic[/bold], {len(arithmetic.all_rows)} problems of 3-5 steps, "
+                  f"thinking budget {size['budget']} tokens:")
+    summaries = [evaluate(arithmetic, [backend], ["direct", "thoughts_first", "work_then_answer"],
+                          budgets=[size["budget"]], store=store, progress=progress)]
+    console.print(markdown(summaries[0]), markup=False)
+    _say_direct_vs_thinking(summaries[0], console)
+    try:
+        products = products_task()
+    except Exception as e:  # the products file is optional for the demo
+        console.print(f"[dim]products slice skipped: {e}[/dim]")
+    else:
+        console.print(f"\n[bold]Products[/bold] (the founding example), {size['products']} items:")
+        summaries.append(evaluate(products, [backend], ["direct", "thoughts_first"], budgets=[size["products_budget"]],
+                                  store=store, sample=size["products"], seed=0, progress=progress))
+        console.print(markdown(summaries[-1]), markup=False)
+    report = runs / ("demo-quick.html" if quick else "demo.html")
+    db = Store(store)
+    try:
+        report.write_text(html_page(summaries, db))
+    finally:
+        db.close()
+    console.print(f"\nHTML report: {report.resolve()}")
+    if quick:
+        console.print("[yellow]Quick sample: too small to decide anything. Run `firsttoken demo` for evidence.[/yellow]")
+    return {"summaries": summaries, "report": str(report), "store": str(store)}
+
+
+def _say_direct_vs_thinking(summary: dict[str, Any], console: Console) -> None:
+    arms = {a["id"]: a for a in summary["arms"]}
+    direct = next((a for a in summary["arms"] if a["layout"] == "direct"), None)
+    thinking = [a for a in summary["arms"] if a["layout"] != "direct"]
+    if not direct or not thinking:
+        return
+    best = max(thinking, key=lambda a: a["accuracy"])
+    for c in summary["comparisons"]:
+        if {c["a"], c["b"]} == {direct["id"], best["id"]}:
+            sign = 1 if c["a"] == best["id"] else -1
+            lo, hi = sorted((sign * c["ci_low"], sign * c["ci_high"]))
+            verdict = "evidence" if c["p_value"] < 0.05 else "not yet evidence"
+            console.print(f"[bold]{arms[best['id']]['layout']} vs direct: {sign * c['diff'] * 100:+.1f} points "
+                          f"(95% CI {lo * 100:+.1f} to {hi * 100:+.1f}), McNemar p = {c['p_value']:.2g} "
+                          f"— {verdict} (p < 0.05 needed).[/bold]")

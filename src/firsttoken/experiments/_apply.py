@@ -1,0 +1,137 @@
+"""Use what a run found: apply an arm to new rows (``predict``), or print exactly what it sends (``show``).
+
+An arm is named by its full id, its number in the run's table, or a unique part of its id.
+New rows are read like ``--data`` files; results go to JSON Lines, one per row, appended as they come, so
+a killed ``predict`` resumes where it stopped.
+Does not handle: signatures with nested-model outputs (they are not stored with the run).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import _models, _types
+from .._errors import ConfigError, DataError, FirstTokenError
+from .._predictor import Predictor
+from .._signature import Signature
+from ._store import Store
+from ._summary import summarize
+from ._tasks import read_records
+
+
+def find_arm(store: Store, ref: str | None) -> dict:
+    arms = store.arms()
+    if not arms:
+        raise ConfigError(f"{store.path}: the store has no arms", hint="run `firsttoken eval` first")
+    if ref is None:
+        tasks = store.tasks()
+        if len(tasks) > 1:
+            raise ConfigError(f"{store.path} holds several tasks ({', '.join(tasks)})", hint="pass --arm ID")
+        rec = summarize(store, tasks[0])["recommendation"]
+        if rec["status"] == "inconclusive" or rec["arm"] is None:
+            raise ConfigError(f"the run's recommendation is inconclusive: {rec['reason']}",
+                              hint="pick an arm yourself with --arm (its number in `firsttoken report`)")
+        ref = rec["arm"]
+    by_task: dict[str, list[dict]] = {}
+    for a in arms:
+        by_task.setdefault(a["task"], []).append(a)
+    exact = [a for a in arms if a["id"] == ref]
+    if exact:
+        return exact[0]
+    if ref.isdigit() and len(by_task) == 1:
+        only = next(iter(by_task.values()))
+        if 1 <= int(ref) <= len(only):
+            return only[int(ref) - 1]
+    partial = [a for a in arms if ref in a["id"]]
+    if len(partial) == 1:
+        return partial[0]
+    raise ConfigError(f"no single arm matches {ref!r} ({len(partial)} match)",
+                      hint="use the arm's number from `firsttoken report`, or its full id")
+
+
+def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
+    run = store.last_run(arm["task"])
+    config = json.loads(run["config"]) if run else {}
+    spec = config.get("signature")
+    if not spec:
+        raise ConfigError(f"the run of task {arm['task']!r} did not store its signature",
+                          hint="re-run `firsttoken eval` with this version, or use the Python API")
+    sig = Signature.from_spec(spec)
+    options: dict[str, Any] = {"constrained": bool(arm["constrained"])}
+    if arm["budget"] is not None:
+        options["max_thinking_tokens"] = arm["budget"]
+    return Predictor(sig, layout=arm["layout"], syntax=arm["syntax"], model=backend or _models.resolve(arm["model"]),
+                     demos=config.get("demo_rows") or None, **options)
+
+
+def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_ref: str | None = None,
+                 backend: Any = None, on_row: Any = None) -> dict[str, int]:
+    """Apply an arm to every row of ``data``; append one JSON line per row to ``out``. Returns counts."""
+    store = Store(store_path)
+    try:
+        arm = find_arm(store, arm_ref)
+        predictor = predictor_for(store, arm, backend=None if backend is None else backend)
+    finally:
+        store.close()
+    records, _ = read_records(Path(data))
+    inputs = list(predictor.signature.input_fields)
+    for line, rec in records:
+        missing = [c for c in inputs if c not in rec]
+        if missing:
+            raise DataError(f"{data}:{line}: missing column {missing[0]!r} (the arm needs {', '.join(inputs)})")
+    out = Path(out)
+    done = set()
+    if out.exists():
+        for text in out.read_text().splitlines():
+            try:
+                done.add(json.loads(text)["row"])
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut short by a kill: that row runs again
+    counts = {"rows": len(records), "skipped": 0, "predicted": 0, "errors": 0}
+    with out.open("a") as f:
+        for line, rec in records:
+            if line in done:
+                counts["skipped"] += 1
+                continue
+            entry: dict[str, Any] = {"row": line, "arm": arm["id"], "inputs": {c: rec[c] for c in inputs}}
+            try:
+                pred = predictor(**entry["inputs"])
+                entry.update(outputs={k: _types.to_json(v) for k, v in pred.outputs.items()},
+                             thoughts=pred.thoughts, usage=pred.to_dict()["usage"], error=None)
+                counts["predicted"] += 1
+            except FirstTokenError as e:
+                entry.update(outputs=None, thoughts=None, usage=None,
+                             error={"type": type(e).__name__, "message": e.message, "raw": getattr(e, "raw", None)})
+                counts["errors"] += 1
+            f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+            f.flush()
+            if on_row:
+                on_row(entry)
+    return counts
+
+
+def show_arm(store_path: str | Path, arm_ref: str | None) -> dict[str, Any]:
+    """The arm's exact messages for its first stored row, its Lark grammar and its JSON Schema."""
+    store = Store(store_path)
+    try:
+        arm = find_arm(store, arm_ref)
+        predictor = predictor_for(store, arm, backend=_NoModel())
+        row = store.db.execute("SELECT inputs FROM rows WHERE task = ? ORDER BY position LIMIT 1",
+                               (arm["task"],)).fetchone()
+    finally:
+        store.close()
+    inputs = json.loads(row["inputs"]) if row else {n: f"<{n}>" for n in predictor.signature.input_fields}
+    constraint = predictor.layout.constraint(predictor.signature)
+    return {"arm": arm, "messages": predictor.messages(**inputs), "grammar": constraint.lark,
+            "json_schema": constraint.json_schema, "options": predictor.options.model_dump()}
+
+
+class _NoModel:
+    """Stands in for the arm's model where nothing is generated (``show``)."""
+
+    name = "none"
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConfigError("show does not call the model")
