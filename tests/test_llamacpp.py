@@ -80,10 +80,15 @@ def test_unconstrained_returns_the_raw_reply_and_reports_parse_failures(smol):
     assert "parse_failure" in outcomes  # the 135M model breaks formats when only asked
 
 
-def test_answer_cut_by_the_token_limit_is_a_backend_error(smol):
+def test_answer_cut_by_the_token_limit_is_a_parse_failure(smol):
     p = ft.Predictor(Extract, layout="direct", model=smol, max_answer_tokens=3)
-    with pytest.raises(ft.BackendError, match="token limit"):
+    with pytest.raises(ft.ParseError, match="cut at the token limit") as info:
         p(**ROWS[Extract][0])
+    assert info.value.raw and "max_answer_tokens" in info.value.hint
+    unconstrained = ft.Predictor(Arithmetic, layout="work_then_answer", model=smol, constrained=False,
+                                 max_thinking_tokens=2, max_answer_tokens=2)
+    with pytest.raises(ft.ParseError, match="cut at the token limit"):
+        unconstrained(**APPLES)
 
 
 def test_prompt_longer_than_the_context_window(smol):

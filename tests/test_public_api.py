@@ -3,12 +3,11 @@ import firsttoken
 
 def test_public_api_is_pinned():
     assert sorted(firsttoken.__all__) == sorted([
-        "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
-        "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
-        "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
-        "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load", "models",
-        "register_backend",
-        "register_layout",
+        "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError", "DataError",
+        "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
+        "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature",
+        "UnreachableError", "Usage", "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load",
+        "models", "register_backend", "register_layout",
     ])
     for name in firsttoken.__all__:
         assert hasattr(firsttoken, name), name
@@ -16,7 +15,7 @@ def test_public_api_is_pinned():
 
 def test_every_error_derives_from_the_base_and_has_a_hint():
     for name in ["BackendError", "ConfigError", "ConstraintError", "ContextOverflowError", "DataError",
-                 "ModelNotFoundError"]:
+                 "ModelNotFoundError", "UnreachableError"]:
         err = getattr(firsttoken, name)("boom")
         assert isinstance(err, firsttoken.FirstTokenError) and err.hint and "hint:" in str(err)
     assert isinstance(firsttoken.ParseError("x", raw="r"), firsttoken.FirstTokenError)

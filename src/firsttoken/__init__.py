@@ -4,23 +4,22 @@ type, and measure which response layout wins on your own data."""
 from __future__ import annotations
 
 from ._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, DataError, FirstTokenError,
-                      ModelNotFoundError, ParseError)
+                      ModelNotFoundError, ParseError, UnreachableError)
 from ._options import GenerateOptions
 from ._prediction import Prediction, Usage
 from ._predictor import Predictor
 from ._signature import InputField, OutputField, Signature
 from ._models import load, models
 from .experiments import evaluate
-from .backends import Backend, Generation, LlamaCpp, Scripted, build_backend, register_backend
+from .backends import Backend, Generation, LlamaCpp, OpenAICompatible, Scripted, build_backend, register_backend
 from .layouts import Constraint, Layout, Region, get_layout, layout_names, register_layout
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
-    "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
-    "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature", "Usage",
-    "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load", "models",
-    "register_backend",
-    "register_layout",
+    "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError", "DataError",
+    "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
+    "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature",
+    "UnreachableError", "Usage", "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load",
+    "models", "register_backend", "register_layout",
 ]

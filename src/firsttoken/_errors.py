@@ -7,7 +7,8 @@
     ├── ModelNotFoundError     a model name, file or package that is missing, partial or corrupt
     └── BackendError           a model call that failed
         ├── ContextOverflowError   the prompt does not fit the model's context window
-        └── ConstraintError        the constraint cannot be compiled or cannot be satisfied
+        ├── ConstraintError        the constraint cannot be compiled or cannot be satisfied
+        └── UnreachableError       a server stayed unreachable past its bound: a run stops here
 
 The CLI prints ``str(error)`` (message and hint on one line) and exits non-zero.
 """
@@ -63,3 +64,7 @@ class ContextOverflowError(BackendError):
 
 class ConstraintError(BackendError):
     default_hint = "the layout's grammar cannot be used with this signature and model"
+
+
+class UnreachableError(BackendError):
+    default_hint = "start the server, or check the URL in --model openai:MODEL@URL"

@@ -139,14 +139,13 @@ def models() -> list[dict[str, Any]]:
 
 
 def resolve(spec: str) -> Any:
-    """A backend from a ``--model`` spec: a packaged name, a ``.gguf`` path, ``openai:MODEL@URL``,
+    """A backend from a ``--model`` spec: a packaged name, a ``.gguf`` path, ``openai:MODEL@URL[?options]``,
     or ``scripted:module:function`` (``function(messages) -> reply text``, for tests)."""
     from ._errors import ConfigError
 
     kind, sep, rest = spec.partition(":")
     if sep and kind == "openai":
-        raise ConfigError(f"model {spec!r}: OpenAI-compatible servers are not available yet",
-                          hint="use a packaged model name or a .gguf path for now")
+        return openai_backend(spec)
     if sep and kind == "scripted":
         import importlib
 
@@ -163,3 +162,33 @@ def resolve(spec: str) -> Any:
                               hint="the module must be importable (on PYTHONPATH)") from None
         return Scripted(fn)
     return load(spec)
+
+
+_OPENAI_OPTIONS = {"schema_mode": str, "concurrency": int, "api_key_env": str, "timeout": float,
+                   "max_retries": int, "unreachable_after": float}
+
+
+def openai_backend(spec: str) -> Any:
+    """``openai:MODEL@URL`` with optional ``?schema_mode=json_object&concurrency=8&api_key_env=NAME``."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    from ._errors import ConfigError
+    from .backends import OpenAICompatible
+
+    body = spec.split(":", 1)[1]
+    model, sep, url = body.partition("@")
+    if not sep or not model or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"model {spec!r}: expected openai:MODEL@URL",
+                          hint="e.g. --model openai:qwen2.5-1.5b@http://127.0.0.1:8000/v1")
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query):
+        if key not in _OPENAI_OPTIONS:
+            raise ConfigError(f"model {spec!r}: unknown option {key!r}",
+                              hint=f"options: {', '.join(_OPENAI_OPTIONS)}")
+        try:
+            options[key] = _OPENAI_OPTIONS[key](value)
+        except ValueError:
+            raise ConfigError(f"model {spec!r}: option {key}={value!r} is not a {_OPENAI_OPTIONS[key].__name__}") from None
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return OpenAICompatible(base, model, label=f"openai:{model}@{base}", **options)

@@ -8,10 +8,11 @@ ParseError (with the raw reply and usage); a failed call raises BackendError. Ne
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
-from ._errors import ConfigError, ParseError
+from ._errors import ConfigError, FirstTokenError, ParseError
 from ._options import OPTION_NAMES, GenerateOptions, make_options
 from ._prediction import Prediction, Usage
 from ._signature import Signature
@@ -77,9 +78,31 @@ class Predictor:
             gen = self.model.generate(messages, constraint, options, on_text=on_text)
         return self.finish(gen)
 
+    def batch(self, rows: list[dict[str, Any]], concurrency: int | None = None,
+              **options: Any) -> list[Prediction | FirstTokenError]:
+        """Run many rows, up to ``concurrency`` at once (default: the backend's own, 1 for local models).
+
+        Returns, in input order, a Prediction or the error that ended that row's call.
+        """
+        workers = concurrency or getattr(self.model, "concurrency", 1)
+
+        def one(row: dict[str, Any]) -> Prediction | FirstTokenError:
+            try:
+                return self(**row, **options)
+            except FirstTokenError as e:
+                return e
+
+        if workers <= 1:
+            return [one(row) for row in rows]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, rows))
+
     def finish(self, gen: Generation) -> Prediction:
         """Parse a generation into a Prediction, or raise ParseError carrying the usage."""
         try:
+            if gen.finish_reason == "length":
+                raise ParseError("the reply was cut at the token limit before it was complete", raw=gen.text,
+                                 reasoning=gen.reasoning, hint="raise max_answer_tokens (or max_thinking_tokens)")
             parsed = self.layout.parse(self.signature, gen.text, gen.reasoning)
         except ParseError as e:
             e.usage = self._usage(gen, None)

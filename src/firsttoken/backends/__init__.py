@@ -12,6 +12,7 @@ from typing import Any
 from .._errors import ConfigError
 from ._protocol import Backend, Generation, Messages, estimate_tokens
 from .llamacpp import LlamaCpp
+from .openai_compat import OpenAICompatible
 from .scripted import Scripted
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
@@ -35,6 +36,7 @@ def backend_names() -> list[str]:
 
 register_backend("scripted", Scripted)
 register_backend("llamacpp", LlamaCpp)
+register_backend("openai", OpenAICompatible)
 
-__all__ = ["Backend", "Generation", "LlamaCpp", "Messages", "Scripted", "backend_names", "build_backend",
+__all__ = ["Backend", "Generation", "LlamaCpp", "Messages", "OpenAICompatible", "Scripted", "backend_names", "build_backend",
            "estimate_tokens", "register_backend"]

@@ -28,6 +28,8 @@ class Generation:
     seconds: float = 0.0
     estimated: bool = False
     closed_by: str | None = None  # "model" | "end_of_turn" | "budget"; None without a region
+    finish_reason: str = "stop"  # "length": cut at the token limit, so not a complete reply
+    retries: int = 0  # failed attempts before this reply (servers)
 
 
 @runtime_checkable

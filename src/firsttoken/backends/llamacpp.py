@@ -161,13 +161,12 @@ class LlamaCpp:
         processors = [p for p in (guide, _Echo(self._piece, on_text) if on_text else None) if p]
         result, seconds = self.complete(messages, max_tokens, options, processors)
         usage = result["usage"]
-        if guide and result["choices"][0]["finish_reason"] == "length" and not guide.matcher.is_accepting():
-            raise BackendError(f"{self.label}: the reply hit its token limit ({max_tokens}) before the answer "
-                               "was complete", hint="raise max_answer_tokens, or n_ctx if the prompt is long")
+        cut = result["choices"][0]["finish_reason"] == "length" and not (guide and guide.matcher.is_accepting())
         return Generation(text=result["choices"][0]["message"]["content"] or "",
                           prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
                           reasoning_tokens=guide.reasoning_tokens if guide else None,
-                          seconds=seconds, closed_by=guide.closed_by if guide else None)
+                          seconds=seconds, closed_by=guide.closed_by if guide else None,
+                          finish_reason="length" if cut else "stop")
 
     def complete(self, messages: Messages, max_tokens: int, options: GenerateOptions,
                  processors: list[Any] | None = None, **extra: Any) -> tuple[dict, float]:

@@ -14,17 +14,18 @@ import hashlib
 import json
 import platform
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 from .. import _models, _types
-from .._errors import BackendError, ConfigError, ParseError
+from .._errors import BackendError, ConfigError, ParseError, UnreachableError
 from .._options import GenerateOptions
 from .._predictor import Predictor
 from ..backends import Backend, Generation
-from ..layouts import get_layout, layout_names
+from ..layouts import Constraint, get_layout, layout_names
 from . import _metrics
 from ._store import Store
 from ._summary import summarize
@@ -160,54 +161,94 @@ def _run_arm(arm: Arm, task: Task, rows: list[Row], db: Store, backends: dict[st
             options["max_thinking_tokens"] = arm.budget
         predictor = Predictor(task.signature, layout=arm.layout, syntax=arm.syntax, model=backend, demos=demos,
                               **options)
-        for row in todo:
-            result = _run_row(arm, task, row, predictor, db)
-            if progress:
-                progress.row_done(arm, result)
+        jobs = [_prepare(arm, row, predictor, db) for row in todo]
+        workers = getattr(backend, "concurrency", 1)
+        if workers <= 1:
+            for job in jobs:
+                _report(progress, arm, _record(arm, task, predictor, db, job, _call(predictor, job)))
+        else:  # calls in flight at once; every store write stays on this thread
+            pool = ThreadPoolExecutor(max_workers=workers)
+            try:
+                futures = {pool.submit(_call, predictor, job): job for job in jobs}
+                for future in as_completed(futures):
+                    job = futures[future]
+                    _report(progress, arm, _record(arm, task, predictor, db, job, future.result()))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     if progress:
         progress.arm_finished(arm)
 
 
-def _run_row(arm: Arm, task: Task, row: Row, predictor: Predictor, db: Store) -> dict:
+def _report(progress: Progress | None, arm: Arm, result: dict) -> None:
+    if progress:
+        progress.row_done(arm, result)
+
+
+@dataclass
+class _Job:
+    row: Row
+    messages: list[dict]
+    constraint: Constraint | None
+    hash: str
+    cached: Generation | None
+
+
+def _prepare(arm: Arm, row: Row, predictor: Predictor, db: Store) -> _Job:
     messages = predictor.messages(**row.inputs)
     constraint = predictor.constraint if arm.constrained else None
     h = call_hash(arm.model, messages, constraint.lark if constraint else None, predictor.options)
-    base = {"arm_id": arm.id, "row_id": row.id, "call_hash": h, "outputs": None, "thoughts": None, "raw": None,
-            "score": None, "prompt_tokens": None, "reasoning_tokens": None, "answer_tokens": None, "seconds": None,
-            "estimated": 0, "order_violated": 0, "error": None}
-    cached = db.call(h)
-    fresh = cached is None
-    if cached is not None:
-        gen = Generation(text=cached["text"], prompt_tokens=cached["prompt_tokens"],
-                         completion_tokens=cached["completion_tokens"], reasoning_tokens=cached["reasoning_tokens"],
-                         reasoning=cached["reasoning"], seconds=cached["seconds"], estimated=bool(cached["estimated"]),
-                         closed_by=cached["closed_by"])
-    else:
-        try:
-            gen = predictor.model.generate(messages, constraint, predictor.options)
-        except BackendError as e:
-            result = {**base, "outcome": "backend_error", "error": f"{type(e).__name__}: {e}"}
-            db.add_result(result)
-            return result
+    stored = db.call(h)
+    cached = None
+    if stored is not None:
+        cached = Generation(text=stored["text"], prompt_tokens=stored["prompt_tokens"],
+                            completion_tokens=stored["completion_tokens"], reasoning_tokens=stored["reasoning_tokens"],
+                            reasoning=stored["reasoning"], seconds=stored["seconds"],
+                            estimated=bool(stored["estimated"]), closed_by=stored["closed_by"],
+                            finish_reason=stored["finish_reason"] or "stop", retries=stored["retries"] or 0)
+    return _Job(row, messages, constraint, h, cached)
+
+
+def _call(predictor: Predictor, job: _Job) -> Generation | BackendError:
+    """The model call (on a worker thread when the backend is concurrent). A run stops on UnreachableError."""
+    if job.cached is not None:
+        return job.cached
+    try:
+        return predictor.model.generate(job.messages, job.constraint, predictor.options)
+    except UnreachableError:
+        raise
+    except BackendError as e:
+        return e
+
+
+def _record(arm: Arm, task: Task, predictor: Predictor, db: Store, job: _Job, gen: Generation | BackendError) -> dict:
+    base = {"arm_id": arm.id, "row_id": job.row.id, "call_hash": job.hash, "outputs": None, "thoughts": None,
+            "raw": None, "score": None, "prompt_tokens": None, "reasoning_tokens": None, "answer_tokens": None,
+            "seconds": None, "estimated": 0, "order_violated": 0, "error": None}
+    if isinstance(gen, BackendError):
+        result = {**base, "outcome": "backend_error", "error": f"{type(gen).__name__}: {gen}"}
+        db.add_result(result)
+        return result
     try:
         pred = predictor.finish(gen)
-        score = task.score(row, pred.outputs)
+        score = task.score(job.row, pred.outputs)
         u = pred.usage
         result = {**base, "outcome": "correct" if _metrics.is_correct(score) else "wrong",
                   "outputs": json.dumps({k: _types.to_json(v) for k, v in pred.outputs.items()}, default=str),
                   "thoughts": pred.thoughts, "raw": pred.raw, "score": score, "order_violated": int(pred.order_violated)}
     except ParseError as e:
         u = e.usage
-        result = {**base, "outcome": "parse_failure", "raw": e.raw, "error": e.message, "score": 0.0}
+        result = {**base, "outcome": "parse_failure", "raw": e.raw, "thoughts": e.reasoning, "error": e.message,
+                  "score": 0.0}
     result.update(prompt_tokens=u.prompt_tokens, reasoning_tokens=u.reasoning_tokens, answer_tokens=u.answer_tokens,
                   seconds=u.seconds, estimated=int(u.estimated))
     with db.db:  # the call and its outcome land together, or not at all
         db.db.execute("BEGIN")
-        if fresh:
-            db.add_call(h, {"model": arm.model, "messages": json.dumps(messages), "options":
-                            predictor.options.model_dump_json(), "constraint_lark": constraint.lark if constraint else None,
-                            "text": gen.text, "reasoning": gen.reasoning, "prompt_tokens": gen.prompt_tokens,
-                            "completion_tokens": gen.completion_tokens, "reasoning_tokens": gen.reasoning_tokens,
-                            "seconds": gen.seconds, "estimated": int(gen.estimated), "closed_by": gen.closed_by})
+        if job.cached is None:
+            db.add_call(job.hash, {
+                "model": arm.model, "messages": json.dumps(job.messages), "options": predictor.options.model_dump_json(),
+                "constraint_lark": job.constraint.lark if job.constraint else None, "text": gen.text,
+                "reasoning": gen.reasoning, "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+                "reasoning_tokens": gen.reasoning_tokens, "seconds": gen.seconds, "estimated": int(gen.estimated),
+                "closed_by": gen.closed_by, "retries": gen.retries, "finish_reason": gen.finish_reason})
         db.add_result(result)
     return result

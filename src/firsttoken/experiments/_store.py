@@ -36,6 +36,8 @@ MIGRATIONS: list[tuple[str, str]] = [
                               estimated INTEGER, order_violated INTEGER, error TEXT, created REAL,
                               PRIMARY KEY (arm_id, row_id));
     """),
+    ("m002_call_retries", """ALTER TABLE calls ADD COLUMN retries INTEGER DEFAULT 0;
+                             ALTER TABLE calls ADD COLUMN finish_reason TEXT DEFAULT 'stop';"""),
 ]
 
 OUTCOMES = ("correct", "wrong", "parse_failure", "backend_error")
@@ -84,9 +86,9 @@ class Store:
                                  json.dumps(r.expected, default=str), r.difficulty))
 
     def add_call(self, h: str, record: dict) -> None:
-        self.db.execute("INSERT OR REPLACE INTO calls VALUES (:hash, :model, :messages, :constraint_lark, :options,"
-                        " :text, :reasoning, :prompt_tokens, :completion_tokens, :reasoning_tokens, :seconds,"
-                        " :estimated, :closed_by, :created)", {**record, "hash": h, "created": time.time()})
+        row = {**record, "hash": h, "created": time.time()}
+        self.db.execute(f"INSERT OR REPLACE INTO calls ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})",
+                        row)
 
     def add_result(self, result: dict) -> None:
         """One row's outcome for one arm; replaces an earlier backend_error for the same pair."""

@@ -1,0 +1,211 @@
+"""``OpenAICompatible``: any OpenAI-compatible chat endpoint (vLLM, SGLang, Ollama, llama.cpp, hosted APIs).
+
+Built on the official ``openai`` client (or one the caller injects). The client's own retries are off
+(``max_retries=0``): ours are the only ones, with exponential backoff and jitter on 429, 5xx, connection
+errors and timeouts, honouring ``Retry-After``, never on other 4xx. Each failure reaches the caller as a
+``BackendError``; when the server has been unreachable for longer than ``unreachable_after`` seconds, an
+``UnreachableError`` tells a run to stop. The API key is read from ``api_key_env`` and never kept in a
+message, a repr or a store; keyless local servers get a placeholder (the client refuses an empty key).
+
+Server-side constraints (``schema_mode``), because servers differ:
+  json_schema   response_format={"type": "json_schema", ...}      OpenAI, vLLM, SGLang, Ollama
+  json_object   response_format={"type": "json_object", "schema"}  llama-cpp-python's server
+  grammar       a GBNF ``grammar`` field                           llama.cpp's own server
+  none          no constraint: parse only
+Layouts whose reply is not one JSON object (fields syntax, think_then_answer, work_then_answer) send none.
+A server cannot close a reasoning region early: the thinking budget only bounds ``max_tokens``.
+Reasoning delivered apart (``reasoning_content`` / ``reasoning``) or as a leading ``<think>`` block is split
+off before parsing; its token count comes from ``completion_tokens_details.reasoning_tokens`` when the
+server reports it, otherwise it is estimated (and marked so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._errors import BackendError, ConfigError, ContextOverflowError, UnreachableError
+from .._options import GenerateOptions
+from ..layouts import Constraint
+from ._protocol import Generation, Messages, estimate_tokens
+
+SCHEMA_MODES = ("json_schema", "json_object", "grammar", "none")
+_PLACEHOLDER_KEY = "sk-no-key-needed"
+_THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
+
+
+class _Retry(Exception):
+    def __init__(self, why: str, wait: float | None = None, connection: bool = False):
+        super().__init__(why)
+        self.why, self.wait, self.connection = why, wait, connection
+
+
+class OpenAICompatible:
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
+                 client: Any = None, schema_mode: str = "json_schema", concurrency: int = 4, max_retries: int = 4,
+                 backoff: float = 0.5, max_backoff: float = 30.0, unreachable_after: float = 120.0,
+                 label: str | None = None, extra_body: dict | None = None):
+        if schema_mode not in SCHEMA_MODES:
+            raise ConfigError(f"unknown schema_mode {schema_mode!r}", hint=f"use one of: {', '.join(SCHEMA_MODES)}")
+        if concurrency < 1 or max_retries < 0:
+            raise ConfigError("concurrency must be >= 1 and max_retries >= 0")
+        self.base_url, self.model, self.schema_mode = base_url, model, schema_mode
+        self.concurrency, self.max_retries = concurrency, max_retries
+        self.backoff, self.max_backoff, self.unreachable_after = backoff, max_backoff, unreachable_after
+        self.timeout, self.extra_body = timeout, dict(extra_body or {})
+        self.label = label or f"{model}@{base_url}"
+        self._down_since: float | None = None
+        self._lock = threading.Lock()
+        if client is None:
+            try:
+                import openai
+            except ImportError:
+                raise ConfigError("the openai client is not installed", hint='pip install "firsttoken[server]"') from None
+            client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or _PLACEHOLDER_KEY,
+                                   timeout=timeout, max_retries=0)
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatible({self.label!r}, schema_mode={self.schema_mode!r})"
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    # --- request ----------------------------------------------------------------------------------
+    def request(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions) -> dict[str, Any]:
+        """The keyword arguments of one chat.completions.create call."""
+        max_tokens = options.max_answer_tokens + (options.max_thinking_tokens if constraint is None or
+                                                  constraint.region is not None else 0)
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                                  "temperature": options.temperature, "top_p": options.top_p, "seed": options.seed}
+        extra = dict(self.extra_body)
+        schema = constraint.json_schema if constraint is not None else None
+        if schema is not None and self.schema_mode == "json_schema":
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "reply", "schema": schema, "strict": True}}
+        elif schema is not None and self.schema_mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        elif schema is not None and self.schema_mode == "grammar":
+            extra["grammar"] = _gbnf(schema)
+        if extra:
+            kwargs["extra_body"] = extra
+        return kwargs
+
+    def generate(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
+        kwargs = self.request(messages, constraint, options)
+        retries = 0
+        start = time.perf_counter()
+        while True:
+            try:
+                response = self._attempt(kwargs)
+                break
+            except _Retry as r:
+                self._note_failure(r.connection)
+                if retries >= self.max_retries:
+                    raise BackendError(f"{self.label}: {r.why} (gave up after {retries + 1} attempts)",
+                                       hint="the server kept failing; retry later or raise max_retries") from None
+                delay = min(self.max_backoff, self.backoff * 2 ** retries) * random.uniform(0.5, 1.5)
+                time.sleep(max(delay, r.wait or 0.0))
+                retries += 1
+        gen = self._generation(response, time.perf_counter() - start, retries)
+        if on_text:
+            on_text((f"<think>{gen.reasoning}</think>\n" if gen.reasoning else "") + gen.text)
+        return gen
+
+    def _attempt(self, kwargs: dict[str, Any]) -> Any:
+        import openai
+
+        try:
+            response = self._client.chat.completions.create(**kwargs)
+        except openai.APITimeoutError:
+            raise _Retry(f"no answer within {self.timeout:g} s") from None
+        except openai.APIConnectionError as e:
+            raise _Retry(f"connection failed ({_cause(e)})", connection=True) from None
+        except openai.APIStatusError as e:
+            status = e.status_code
+            if status == 429 or status >= 500:
+                raise _Retry(f"HTTP {status}", wait=_retry_after(e.response)) from None
+            body = _safe_body(e)
+            if status == 400 and re.search(r"context|too long|exceed", body, re.I):
+                raise ContextOverflowError(f"{self.label}: HTTP 400: {body}") from None
+            raise BackendError(f"{self.label}: HTTP {status}: {body}", hint=_hint_for(status)) from None
+        except openai.OpenAIError as e:  # a malformed or truncated response body, and the like
+            raise _Retry(f"bad response ({type(e).__name__})") from None
+        with self._lock:
+            self._down_since = None
+        if not getattr(response, "choices", None):
+            raise _Retry("response without choices")
+        return response
+
+    def _note_failure(self, connection: bool) -> None:
+        if not connection:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._down_since = self._down_since or now
+            if now - self._down_since > self.unreachable_after:
+                raise UnreachableError(f"{self.label} has been unreachable for {now - self._down_since:.0f} s")
+
+    def _generation(self, response: Any, seconds: float, retries: int) -> Generation:
+        choice = response.choices[0]
+        message = choice.message
+        text = message.content or ""
+        extra = getattr(message, "model_extra", None) or {}
+        reasoning = extra.get("reasoning_content") or extra.get("reasoning") or None
+        if reasoning is None and (m := _THINK.match(text)):
+            reasoning, text = m.group(1).strip(), text[m.end():]
+        usage = response.usage
+        details = getattr(usage, "completion_tokens_details", None) if usage else None
+        reported = getattr(details, "reasoning_tokens", None) if details else None
+        return Generation(text=text, reasoning=reasoning,
+                          prompt_tokens=getattr(usage, "prompt_tokens", None),
+                          completion_tokens=getattr(usage, "completion_tokens", None),
+                          reasoning_tokens=reported or None,  # None: counted from the parsed reasoning
+                          seconds=seconds, finish_reason="length" if choice.finish_reason == "length" else "stop",
+                          retries=retries, estimated=usage is None)
+
+
+def _gbnf(schema: dict) -> str:
+    try:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+    except ImportError:
+        raise ConfigError("schema_mode='grammar' converts the JSON Schema with llama-cpp-python",
+                          hint='pip install "firsttoken[local]", or use schema_mode json_schema') from None
+    return json_schema_to_gbnf(json.dumps(schema))
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(float(value), 300.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _cause(e: Exception) -> str:
+    inner = e.__cause__ or e.__context__
+    return type(inner).__name__ if inner else type(e).__name__
+
+
+def _safe_body(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("error") or body
+    text = body if isinstance(body, str) else json.dumps(body, default=str) if body else e.__class__.__name__
+    return text[:300]
+
+
+def _hint_for(status: int) -> str:
+    return {401: "set the API key in the variable named by api_key_env (default OPENAI_API_KEY)",
+            403: "the key lacks access to this model", 404: "check the model name and the base URL (…/v1)",
+            422: "the server rejects this request; try another schema_mode (e.g. json_object for "
+                 "llama-cpp-python's server)"}.get(status, "the server refused the request")

@@ -1,0 +1,146 @@
+"""Real servers on loopback for the server-backend tests: llama-cpp-python's OpenAI-compatible server,
+the stub server from bench/, and a fault-injecting proxy. No mocked HTTP."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {seconds} s")
+
+
+def start_llama_server(model_path: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1",
+                             "--port", str(port), "--interrupt_requests", "False", "--n_ctx", "4096",
+                             "--n_threads", "2", "--verbose", "False"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_stub(reply: str, reasoning: str | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    extra = ["--reasoning", reasoning] if reasoning is not None else []
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "stub_openai_server.py"), "--port", str(port),
+                             "--reply", reply, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc.stdout.readline()  # "listening on ..."
+    return proc, f"http://127.0.0.1:{port}"
+
+
+FAULTS = ("reset", "429", "500", "stall", "truncate")
+
+
+class FaultProxy:
+    """Forwards HTTP/1.1 requests to ``upstream``; faults a share of them (one request per connection).
+
+    Faults: reset the connection, 429 with Retry-After, 500, stall past the client's timeout, or forward the
+    upstream response with its body cut short. ``log`` records (fault or "ok", request path) per request.
+    """
+
+    def __init__(self, upstream: str, rate: float = 0.0, seed: int = 0, stall: float = 3.0, retry_after: str = "0",
+                 plan: list[str] | None = None):
+        self.upstream_host, self.upstream_port = upstream.split("//")[1].split(":")
+        self.upstream_port = int(self.upstream_port)
+        self.rate, self.rng, self.stall, self.retry_after = rate, random.Random(seed), stall, retry_after
+        self.plan = list(plan or [])  # faults for the first requests, in order, before any random ones
+        self.log: list[str] = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read_request(conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return b""
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        while len(body) < length:
+            body += conn.recv(65536)
+        return head + b"\r\n\r\n" + body
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            request = self._read_request(conn)
+            if not request:
+                return
+            with self.lock:
+                if self.plan:
+                    fault = self.plan.pop(0)
+                else:
+                    fault = self.rng.choice(FAULTS) if self.rng.random() < self.rate else "ok"
+                self.log.append(fault)
+            if fault == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                return
+            if fault in ("429", "500", "400"):
+                status = {"429": "429 Too Many Requests", "500": "500 Internal Server Error",
+                          "400": "400 Bad Request"}[fault]
+                body = b'{"error": {"message": "injected"}}'
+                extra = f"retry-after: {self.retry_after}\r\n" if fault == "429" else ""
+                conn.sendall(f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: "
+                             f"{len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
+                return
+            if fault == "stall":
+                time.sleep(self.stall)
+                return
+            # Forward, with "connection: close" so one request is one connection.
+            head, _, body = request.partition(b"\r\n\r\n")
+            lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+            request = b"\r\n".join(lines) + b"\r\nconnection: close\r\n\r\n" + body
+            with socket.create_connection((self.upstream_host, self.upstream_port)) as up:
+                up.sendall(request)
+                response = self._read_request(up)  # head and Content-Length body, like a request
+            if fault == "truncate":
+                head, _, body = response.partition(b"\r\n\r\n")
+                response = head + b"\r\n\r\n" + body[: len(body) // 2]
+            conn.sendall(response)
