@@ -141,26 +141,14 @@ def models() -> list[dict[str, Any]]:
 def resolve(spec: str) -> Any:
     """A backend from a ``--model`` spec: a packaged name, a ``.gguf`` path, ``openai:MODEL@URL[?options]``,
     or ``scripted:module:function`` (``function(messages) -> reply text``, for tests)."""
-    from ._errors import ConfigError
-
     kind, sep, rest = spec.partition(":")
     if sep and kind == "openai":
         return openai_backend(spec)
     if sep and kind == "scripted":
-        import importlib
-
+        from ._imports import import_object
         from .backends import Scripted
 
-        module, sep2, attr = rest.partition(":")
-        if not sep2:
-            raise ConfigError(f"model {spec!r}: expected scripted:module:function",
-                              hint="e.g. --model scripted:mytests.fake:reply")
-        try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"model {spec!r} cannot be loaded: {e}",
-                              hint="the module must be importable (on PYTHONPATH)") from None
-        return Scripted(fn)
+        return Scripted(import_object(rest, "model scripted:", "--model scripted:mytests.fake:reply"))
     return load(spec)
 
 

@@ -6,13 +6,13 @@ A metric is ``fn(expected, predicted) -> bool | float``; a number counts as corr
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 from .._errors import ConfigError
+from .._imports import import_object
 
 Metric = Callable[[Any, Any], "bool | float"]
 
@@ -55,18 +55,10 @@ BUILTIN: dict[str, Metric] = {"exact": exact, "numeric": numeric, "label": label
 def get_metric(name: str) -> Metric:
     if name in BUILTIN:
         return BUILTIN[name]
-    module, sep, attr = name.partition(":")
-    if not sep:
+    if ":" not in name:
         raise ConfigError(f"unknown metric {name!r}",
                           hint="use exact, numeric, label, or module:function for your own")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"metric {name!r} cannot be loaded: {e}",
-                          hint="the module must be importable (on PYTHONPATH) and define the function") from None
-    if not callable(fn):
-        raise ConfigError(f"metric {name!r} is not callable", hint="name a function fn(expected, predicted)")
-    return fn
+    return import_object(name, "metric", "--metric mymetrics:close_enough (a function fn(expected, predicted))")
 
 
 def is_correct(score: Any) -> bool:

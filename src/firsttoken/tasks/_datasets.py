@@ -31,6 +31,21 @@ def _require(path: Path, line: int, record: dict, *columns: str) -> None:
             raise DataError(f"{path}:{line}: missing column {c!r} (columns: {', '.join(record)})")
 
 
+def _complete(path: Path, records: list[tuple[int, dict]], bad: int, skip_bad: bool,
+              *columns: str) -> tuple[list[tuple[int, dict]], int]:
+    """The records that have every column; the others raise, or are counted with ``skip_bad``."""
+    good = []
+    for line, rec in records:
+        try:
+            _require(path, line, rec, *columns)
+            good.append((line, rec))
+        except DataError:
+            if not skip_bad:
+                raise
+            bad += 1
+    return good, bad
+
+
 class GSM8K(Signature):
     """Solve the maths word problem. The answer is a number."""
 
@@ -67,16 +82,7 @@ def _label_task(name: str, instructions: str, inputs: dict[str, str], labels: li
 
 def products_task(data: str | None = None, *, skip_bad_rows: bool = False) -> Task:
     path = _file(data, "products", "products.json")
-    records, bad = read_records(path, skip_bad_rows)
-    good = []
-    for line, rec in records:
-        try:
-            _require(path, line, rec, "title", "description", "category")
-            good.append((line, rec))
-        except DataError:
-            if not skip_bad_rows:
-                raise
-            bad += 1
+    good, bad = _complete(path, *read_records(path, skip_bad_rows), skip_bad_rows, "title", "description", "category")
     labels = sorted({str(rec["category"]) for _, rec in good})
     rows = [Row(str(rec.get("id", line)), {"item_name": rec["title"], "item_description": rec["description"]},
                 rec["category"]) for line, rec in good]
@@ -121,16 +127,7 @@ def bbh_task(data: str | None = None, *, skip_bad_rows: bool = False) -> Task:
     path = _file(data, "bbh", "")
     if path.is_dir():
         raise DataError(f"{path}: bbh needs one task file", hint="e.g. --data ../shared/data/bbh/date_understanding.json")
-    records, bad = read_records(path, skip_bad_rows)
-    good = []
-    for line, rec in records:
-        try:
-            _require(path, line, rec, "input", "target")
-            good.append((line, rec))
-        except DataError:
-            if not skip_bad_rows:
-                raise
-            bad += 1
+    good, bad = _complete(path, *read_records(path, skip_bad_rows), skip_bad_rows, "input", "target")
     targets = sorted({str(rec["target"]) for _, rec in good})
     multiple_choice = all(re.fullmatch(r"\([A-Z]\)", t) for t in targets)
     if multiple_choice:  # every option letter any question offers, not only those that are answers
