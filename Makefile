@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 PIP := CMAKE_ARGS="$(CMAKE_ARGS)" $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install install-test test demo
+.PHONY: install install-test test demo results results-run
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,11 @@ test: install-test
 
 demo: install
 	$(VENV)/bin/firsttoken demo
+
+# docs/results.md from the committed stores under results/ (no model calls).
+results: install
+	$(PY) scripts/results.py render
+
+# The experiment itself: hours of model time on 2 cores; resumable, run it on an idle machine.
+results-run: install
+	$(PY) scripts/results.py run

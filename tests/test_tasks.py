@@ -138,3 +138,12 @@ def test_shared_banking77():
 def test_shared_bbh(name):
     task = get_task("bbh", str(shared(f"bbh/{name}.json")))
     assert len(task.all_rows) == 250 and all(r.expected in task.labels for r in task.all_rows)
+
+
+def test_arithmetic_parameters():
+    task = get_task("arithmetic:2-4:5")
+    assert len(task.all_rows) == 15 and {r.difficulty for r in task.all_rows} == {2.0, 3.0, 4.0}
+    with pytest.raises(ft.ConfigError, match="arithmetic:FROM-TO"):
+        get_task("arithmetic:9-2")
+    with pytest.raises(ft.ConfigError, match="only arithmetic takes parameters"):
+        get_task("gsm8k:1-2")

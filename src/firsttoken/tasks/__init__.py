@@ -7,6 +7,7 @@ Data sets are read from ``--data PATH`` (a file or folder as the task needs); wi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ def register_task(name: str, factory: Callable[..., Task]) -> None:
 
 
 def get_task(name: str, data: str | None = None, **kwargs: Any) -> Task:
+    """A built-in task; ``arithmetic:3-5:8`` asks for difficulties 3 to 5, 8 problems each."""
+    name, _, params = name.partition(":")
+    if params:
+        kwargs.update(_arithmetic_params(name, params))
     try:
         factory = _REGISTRY[name]
     except KeyError:
@@ -32,6 +37,17 @@ def get_task(name: str, data: str | None = None, **kwargs: Any) -> Task:
                           hint=f"built-in tasks: {', '.join(_REGISTRY)}; or pass --data FILE --inputs COLS "
                                "--output COL") from None
     return factory(data, **kwargs)
+
+
+def _arithmetic_params(name: str, params: str) -> dict[str, Any]:
+    m = re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?", params)
+    if name != "arithmetic" or not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ConfigError(f"task {name}:{params}: only arithmetic takes parameters, as arithmetic:FROM-TO[:PER]",
+                          hint="e.g. --task arithmetic:1-6:15 (difficulties 1 to 6, 15 problems each)")
+    out: dict[str, Any] = {"difficulties": range(int(m.group(1)), int(m.group(2)) + 1)}
+    if m.group(3):
+        out["per_difficulty"] = int(m.group(3))
+    return out
 
 
 def task_names() -> list[str]:

@@ -1,0 +1,182 @@
+"""The published experiment: run its slices into committed stores, and render docs/results.md from them.
+
+    python scripts/results.py run [--model qwen2.5-coder-1.5b] [--slice NAME ...]   # hours; resumable
+    python scripts/results.py render                                                 # `make results`
+    python scripts/results.py list                                                   # slices, commands
+
+Each slice is one `firsttoken eval` command (printed by `list` and in the document), stored in
+results/<model>/<slice>.db. A killed run resumes where it stopped; a rerun of a finished slice makes no
+model call. `render` reads only the stores, so every number in docs/results.md comes from committed data.
+Run slices only on an idle machine: two llama.cpp processes at once run ~30x slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+DATA = "../shared/data"
+MODELS = ["qwen2.5-coder-1.5b", "smollm2-135m"]
+ALL = "direct,answer_then_explain,thoughts_first,think_then_answer,work_then_answer"
+
+FIVE = ALL.split(",")
+GSM8K = {"task": "gsm8k", "data": f"{DATA}/gsm8k/test.jsonl", "store": "gsm8k"}
+
+# Each slice: what it measures, and its eval settings. Slices of one data set share a store, so that a
+# call two slices both need is made once.
+SLICES: dict[str, dict] = {
+    "arithmetic": {"what": "generated arithmetic, 15 problems per difficulty 1-6, all five layouts",
+                   "task": "arithmetic:1-6:15", "store": "arithmetic", "layouts": FIVE},
+    "gsm8k": {"what": "GSM8K, first 50 problems, all five layouts", **GSM8K, "limit": 50, "layouts": FIVE},
+    "gsm8k-unconstrained": {"what": "GSM8K, first 30: forced format vs asked by prompt alone", **GSM8K,
+                            "limit": 30, "layouts": ["thoughts_first", "work_then_answer"],
+                            "constrained": [True, False]},
+    "gsm8k-budget": {"what": "GSM8K, first 30: thinking budget 0 / 64 / 256", **GSM8K, "limit": 30,
+                     "layouts": ["thoughts_first", "work_then_answer"], "budgets": [0, 64, 256]},
+    "products": {"what": "products, all 194, all five layouts (the founding example)", "task": "products",
+                 "data": f"{DATA}/products/products.json", "store": "products", "layouts": FIVE},
+    "banking77": {"what": "Banking77, 100 rows drawn with seed 0, all five layouts", "task": "banking77",
+                  "data": f"{DATA}/banking77", "store": "banking77", "sample": 100, "seed": 0, "layouts": FIVE},
+}
+
+
+def store(model: str, name: str) -> Path:
+    return RESULTS / model / f"{SLICES[name]['store']}.db"
+
+
+def command(model: str, name: str) -> list[str]:
+    s = SLICES[name]
+    cmd = ["firsttoken", "eval", "--model", model, "--store", str(store(model, name).relative_to(ROOT)), "--quiet",
+           "--task", s["task"]]
+    if "data" in s:
+        cmd += ["--data", s["data"]]
+    for key, flag in (("limit", "--limit"), ("sample", "--sample"), ("seed", "--seed")):
+        if key in s:
+            cmd += [flag, str(s[key])]
+    cmd += ["--layouts", ",".join(s["layouts"])]
+    if "constrained" in s:
+        cmd += ["--constrained", ",".join("on" if c else "off" for c in s["constrained"])]
+    if "budgets" in s:
+        cmd += ["--thinking-budgets", ",".join(map(str, s["budgets"]))]
+    return cmd
+
+
+def slice_scope(model: str, name: str) -> tuple[str, list[str], set[str]]:
+    """The task name, arm ids and row ids one slice covers (several slices may share a store)."""
+    from firsttoken.experiments import build_grid
+    from firsttoken.tasks import get_task
+
+    s = SLICES[name]
+    task = get_task(s["task"], s.get("data"))
+    budgets = s.get("budgets", [512])
+    arms = build_grid(task.name, [model], s["layouts"], ["json"], s.get("constrained", [True]), budgets)
+    rows = task.rows(limit=s.get("limit"), sample=s.get("sample"), seed=s.get("seed", 0))
+    return task.name, [a.id for a in arms], {r.id for r in rows}
+
+
+def run(models: list[str], names: list[str]) -> int:
+    for model in models:
+        for name in names:
+            store(model, name).parent.mkdir(parents=True, exist_ok=True)
+            cmd = command(model, name)
+            print("$", shlex.join(cmd), flush=True)
+            exe = Path(sys.executable).parent / "firsttoken"
+            res = subprocess.run([str(exe), *cmd[1:]], cwd=ROOT)
+            if res.returncode:
+                return res.returncode
+            compact(store(model, name))
+    return 0
+
+
+def compact(path: Path) -> None:
+    """Fold the WAL into the file so that the committed store is one self-contained file."""
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("PRAGMA journal_mode=DELETE")
+
+
+def render() -> str:
+    from firsttoken.experiments import Store, summarize
+    from firsttoken.experiments._report import markdown
+
+    out = ["# Results: the first-token experiment", "",
+           "Generated by `make results` (`python scripts/results.py render`) from the stores committed under",
+           "`results/`; every number below is read from them. Each slice names the command that produced it;",
+           "rerunning a slice's command reproduces its rows (greedy decoding) and makes no model call where",
+           "the store already holds them. Constrained unless a row says `unconstrained`.", ""]
+    missing = []
+    for model in MODELS:
+        out += [f"## {model}", ""]
+        for name, spec in SLICES.items():
+            path = store(model, name)
+            if not path.exists():
+                missing.append(f"{model} / {name}")
+                continue
+            task, arm_ids, row_ids = slice_scope(model, name)
+            db = Store(path)
+            try:
+                summary = summarize(db, task, arm_ids, row_ids)
+                out += [f"### {name}: {spec['what']}", "", f"`{shlex.join(command(model, name))}`", ""]
+                short = [a for a in summary["arms"] if a["n"] + a["backend_errors"] < len(row_ids)]
+                absent = len(arm_ids) - len(summary["arms"])
+                if short or absent:
+                    out += [f"**Incomplete:** {len(short) + absent} of {len(arm_ids)} arms have fewer than the "
+                            f"{len(row_ids)} planned rows (the run is resumable; the numbers cover the rows done).", ""]
+                if summary["arms"]:
+                    out += [markdown(summary).split("\n", 2)[2], _analysis(db, summary), ""]
+            finally:
+                db.close()
+    if missing:
+        out += ["## Not yet run", "", "These slices have no store yet (run `python scripts/results.py run`):", ""]
+        out += [f"- {m}" for m in missing] + [""]
+    return "\n".join(out)
+
+
+def _analysis(db, summary) -> str:
+    """Facts read from the stored replies: where reasoning was arithmetic and where it was a plan."""
+    lines = []
+    for arm in summary["arms"]:
+        if arm["layout"] not in ("thoughts_first", "think_then_answer", "work_then_answer"):
+            continue
+        rows = db.results(arm["id"])
+        texts = [r["thoughts"] or "" for r in rows if r["outcome"] in ("correct", "wrong")]
+        if not texts:
+            continue
+        worked = sum(bool(re.search(r"\d\s*[-+*/×x÷]\s*\d+\s*=", t)) for t in texts)
+        lines.append(f"- {arm['label']}: {worked} of {len(texts)} parsed replies show a worked calculation "
+                     f"(`a op b = c`) in their reasoning; mean reasoning {arm['mean_reasoning_tokens']:.0f} tokens.")
+    return ("Reasoning, read from the stored replies:\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--model", action="append", choices=MODELS)
+    r.add_argument("--slice", action="append", choices=list(SLICES))
+    sub.add_parser("render")
+    sub.add_parser("list")
+    args = parser.parse_args(argv)
+    if args.cmd == "run":
+        return run(args.model or MODELS, args.slice or list(SLICES))
+    if args.cmd == "list":
+        for model in MODELS:
+            for name in SLICES:
+                print(shlex.join(command(model, name)))
+        return 0
+    text = render()
+    (ROOT / "docs" / "results.md").write_text(text)
+    print(f"wrote docs/results.md ({len(text.splitlines())} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
