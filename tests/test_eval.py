@@ -206,3 +206,24 @@ def test_unreachable_server_stops_the_run_with_one_line(tmp_path):
     res = cli(*eval_args(data, "-m", spec, "--layouts", "direct"), cwd=tmp_path)
     assert res.returncode == 1 and "unreachable" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and time.time() - start < 60
+
+
+def test_demos_and_sampling_reach_the_prompt_and_the_store(tmp_path):
+    data = write_sums(tmp_path / "sums.jsonl", n=30)
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text(json.dumps({"question": "1+1", "answer": 2, "reasoning": "one and one"}) + "\n" +
+                     json.dumps({"question": "2+2", "answer": 4}) + "\n")
+    res = cli(*eval_args(data, "-m", SUM, "--layouts", "thoughts_first", "--demos", str(demos), "--n-demos", "1",
+                         "--sample", "7", "--seed", "3", "--json"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["arms"][0]["n"] == 7 and summary["arms"][0]["demos"] == 1
+    with sqlite3.connect(tmp_path / "runs" / "sums.db") as con:
+        messages = [json.loads(m) for (m,) in con.execute("SELECT messages FROM calls")]
+        rows = {r for (r,) in con.execute("SELECT row_id FROM results")}
+    assert all(len(m) == 4 and m[2]["content"] == '{"thoughts": "one and one", "answer": 2}' for m in messages)
+    again = cli(*eval_args(data, "-m", SUM, "--layouts", "thoughts_first", "--demos", str(demos), "--n-demos", "1",
+                           "--sample", "7", "--seed", "3", "--json"), cwd=tmp_path)
+    assert json.loads(again.stdout)["arms"][0]["n"] == 7  # the same seed draws the same rows
+    with sqlite3.connect(tmp_path / "runs" / "sums.db") as con:
+        assert {r for (r,) in con.execute("SELECT row_id FROM results")} == rows

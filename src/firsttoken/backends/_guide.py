@@ -46,7 +46,7 @@ class Guide:
         self._retries = 0
         self.text = b""
         self._state = "after" if region is None else ("inside" if region.open == "" else "before")
-        self._start = 0  # byte offset where the region's text begins
+        self._start = 0  # character offset (in the decoded text) where the region begins
         self.reasoning_tokens = 0
         self.closed_by: str | None = None
 
