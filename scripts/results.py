@@ -112,7 +112,8 @@ def render() -> str:
            "`results/`; every number below is read from them. Each slice names the command that produced it;",
            "rerunning a slice's command reproduces its rows (greedy decoding) and makes no model call where",
            "the store already holds them. Constrained unless a row says `unconstrained`.", ""]
-    missing = []
+    missing: list[str] = []
+    findings: list[str] = []
     for model in MODELS:
         out += [f"## {model}", ""]
         for name, spec in SLICES.items():
@@ -131,13 +132,74 @@ def render() -> str:
                     out += [f"**Incomplete:** {len(short) + absent} of {len(arm_ids)} arms have fewer than the "
                             f"{len(row_ids)} planned rows (the run is resumable; the numbers cover the rows done).", ""]
                 if summary["arms"]:
-                    out += [markdown(summary).split("\n", 2)[2], _analysis(db, summary), ""]
+                    out += [markdown(summary).split("\n", 2)[2], _by_difficulty(summary), _analysis(db, summary),
+                            _plots(summary, model, name), ""]
+                    findings.append(_finding(model, name, summary))
             finally:
                 db.close()
+    head = out[:7]
+    body = out[7:]
+    out = head + ["## Answers, slice by slice", "",
+                  "Read from the tables below: the best thinking layout against answering first (`direct`), "
+                  "the token price, and what the recommendation (cheapest arm proven within 2 points of the "
+                  "best) picks. Where an interval contains 0, thinking first has not been shown to help.", "",
+                  *findings, ""] + body
     if missing:
         out += ["## Not yet run", "", "These slices have no store yet (run `python scripts/results.py run`):", ""]
         out += [f"- {m}" for m in missing] + [""]
     return "\n".join(out)
+
+
+def _finding(model: str, name: str, summary: dict) -> str:
+    arms = summary["arms"]
+    direct = next((a for a in arms if a["layout"] == "direct" and a["constrained"]), None)
+    thinking = [a for a in arms if a["layout"] in ("thoughts_first", "think_then_answer", "work_then_answer")]
+    rec = summary["recommendation"]
+    pick = rec.get("label") or "inconclusive"
+    if not direct or not thinking:
+        return f"- **{model} / {name}**: recommendation: {pick}."
+    best = max(thinking, key=lambda a: a["accuracy"])
+    pair = next((c for c in summary["comparisons"] if {c["a"], c["b"]} == {best["id"], direct["id"]}), None)
+    if pair is None:
+        return f"- **{model} / {name}**: recommendation: {pick}."
+    sign = 1 if pair["a"] == best["id"] else -1
+    lo, hi = sorted((sign * pair["ci_low"], sign * pair["ci_high"]))
+    extra = best["mean_completion_tokens"] - direct["mean_completion_tokens"]
+    return (f"- **{model} / {name}**: best thinking layout {best['label']} {best['accuracy']:.1%} vs direct "
+            f"{direct['accuracy']:.1%}: {sign * pair['diff'] * 100:+.1f} points (95% CI {lo * 100:+.1f} to "
+            f"{hi * 100:+.1f}, McNemar p = {pair['p_value']:.2g}, n = {pair['n']}), for {extra:+.0f} completion "
+            f"tokens per row. Recommendation: {pick}.")
+
+
+def _by_difficulty(summary: dict) -> str:
+    cells = summary.get("difficulty") or {}
+    if not cells:
+        return ""
+    labels = {a["id"]: a["label"] for a in summary["arms"]}
+    levels = sorted({d for arm in cells.values() for d in arm}, key=float)
+    lines = ["Accuracy by difficulty (number of operations), correct / answered:", "",
+             "| arm | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
+    for arm_id, by in cells.items():
+        lines.append(f"| {labels[arm_id]} | " + " | ".join(
+            f"{by[d][0]}/{by[d][1]}" if d in by else "" for d in levels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(summary: dict, model: str, name: str) -> str:
+    import base64
+
+    from firsttoken.experiments._report import plots
+
+    folder = ROOT / "docs" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    links = []
+    for i, (title, uri) in enumerate(plots(summary).items()):
+        if title == "Paired differences":
+            continue  # the table above says the same, with intervals
+        path = folder / f"{model}-{name}-{i}.png"
+        path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+        links.append(f"![{title}](results/{path.name})")
+    return "\n".join(links) + "\n" if links else ""
 
 
 def _analysis(db, summary) -> str:
