@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 DATA = "../shared/data"
 MODELS = ["qwen2.5-coder-1.5b", "smollm2-135m"]
+# "a op b = c", a unit word allowed after each number ("18 coins ÷ 3 = 6"), LaTeX's \times too.
+CALC = re.compile(r"\d[\d.,]*(?:\s+[a-zA-Z]+)?\s*(?:[-+*/×÷]|\\times)\s*\$?\d[\d.,]*(?:\s+[a-zA-Z]+)?\s*=")
 ALL = "direct,answer_then_explain,thoughts_first,think_then_answer,work_then_answer"
 
 FIVE = ALL.split(",")
@@ -163,10 +165,10 @@ def _finding(model: str, name: str, summary: dict) -> str:
     if pair is None:
         return f"- **{model} / {name}**: recommendation: {pick}."
     sign = 1 if pair["a"] == best["id"] else -1
-    lo, hi = sorted((sign * pair["ci_low"], sign * pair["ci_high"]))
+    lo, hi = sorted((sign * pair["ci_low"] + 0.0, sign * pair["ci_high"] + 0.0))  # + 0.0: no "-0.0"
     extra = best["mean_completion_tokens"] - direct["mean_completion_tokens"]
     return (f"- **{model} / {name}**: best thinking layout {best['label']} {best['accuracy']:.1%} vs direct "
-            f"{direct['accuracy']:.1%}: {sign * pair['diff'] * 100:+.1f} points (95% CI {lo * 100:+.1f} to "
+            f"{direct['accuracy']:.1%}: {sign * pair['diff'] * 100 + 0.0:+.1f} points (95% CI {lo * 100:+.1f} to "
             f"{hi * 100:+.1f}, McNemar p = {pair['p_value']:.2g}, n = {pair['n']}), for {extra:+.0f} completion "
             f"tokens per row. Recommendation: {pick}.")
 
@@ -212,9 +214,14 @@ def _analysis(db, summary) -> str:
         texts = [r["thoughts"] or "" for r in rows if r["outcome"] in ("correct", "wrong")]
         if not texts:
             continue
-        worked = sum(bool(re.search(r"\d\s*[-+*/×x÷]\s*\d+\s*=", t)) for t in texts)
+        worked = sum(bool(CALC.search(t)) for t in texts)
         lines.append(f"- {arm['label']}: {worked} of {len(texts)} parsed replies show a worked calculation "
-                     f"(`a op b = c`) in their reasoning; mean reasoning {arm['mean_reasoning_tokens']:.0f} tokens.")
+                     f"(matching `a op b = c`, a unit word allowed) in their reasoning; mean reasoning {arm['mean_reasoning_tokens']:.0f} tokens.")
+        example = next((r for r in rows if r["outcome"] == "wrong" and r["thoughts"]
+                        and not CALC.search(r["thoughts"])), None)
+        if example is not None:
+            quote = " ".join(example["thoughts"].split())[:240].replace("`", "'")
+            lines.append(f"  A wrong reply with no calculation in it (row {example['row_id']}): `{quote}`")
     return ("Reasoning, read from the stored replies:\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
