@@ -154,6 +154,26 @@ def render() -> str:
 
 def _finding(model: str, name: str, summary: dict) -> str:
     arms = summary["arms"]
+    if any(not a["constrained"] for a in arms):  # the format tax: forced vs asked by prompt alone
+        parts = []
+        for c in summary["comparisons"]:
+            if c["axis"] != "constrained":
+                continue
+            on, off = (c["a"], c["b"]) if next(a for a in arms if a["id"] == c["a"])["constrained"] else (c["b"], c["a"])
+            a_on = next(a for a in arms if a["id"] == on)
+            a_off = next(a for a in arms if a["id"] == off)
+            parts.append(f"{a_on['layout']}: forced {a_on['accuracy']:.1%} ({a_on['parse_failures']} parse failures) "
+                         f"vs prompt alone {a_off['accuracy']:.1%} ({a_off['parse_failures']} parse failures of "
+                         f"{a_off['n']}), McNemar p = {c['p_value']:.2g}")
+        return f"- **{model} / {name}**: " + "; ".join(parts) + "."
+    budgets = sorted({a["budget"] for a in arms if a["budget"] is not None})
+    if len(budgets) > 1:  # accuracy against the thinking budget
+        parts = []
+        for layout in dict.fromkeys(a["layout"] for a in arms):
+            row = sorted((a["budget"], a["accuracy"], a["mean_reasoning_tokens"]) for a in arms if a["layout"] == layout)
+            parts.append(f"{layout}: " + ", ".join(f"budget {b}: {acc:.1%} ({tok:.0f} reasoning tokens)"
+                                                   for b, acc, tok in row))
+        return f"- **{model} / {name}**: " + "; ".join(parts) + "."
     direct = next((a for a in arms if a["layout"] == "direct" and a["constrained"]), None)
     thinking = [a for a in arms if a["layout"] in ("thoughts_first", "think_then_answer", "work_then_answer")]
     rec = summary["recommendation"]
