@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import sqlite3
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("render")
     sub.add_parser("list")
     args = parser.parse_args(argv)
+    os.chdir(ROOT)  # the slices name their data relative to the project root
     if args.cmd == "run":
         return run(args.model or MODELS, args.slice or list(SLICES))
     if args.cmd == "list":
