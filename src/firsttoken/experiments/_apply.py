@@ -72,7 +72,7 @@ def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_
     store = Store(store_path)
     try:
         arm = find_arm(store, arm_ref)
-        predictor = predictor_for(store, arm, backend=None if backend is None else backend)
+        predictor = predictor_for(store, arm, backend=backend)
     finally:
         store.close()
     records, _ = read_records(Path(data))

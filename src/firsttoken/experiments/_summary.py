@@ -61,6 +61,14 @@ def _predicted(result: dict, output: str) -> str | None:
     return None if value is None else str(value)
 
 
+def paired_scores(res_a: list[dict], res_b: list[dict]) -> tuple[list[float], list[float]]:
+    """0/1 correctness of two arms on the rows both answered (backend errors left out), in A's row order."""
+    sa = {r["row_id"]: float(r["outcome"] == "correct") for r in res_a if r["outcome"] != "backend_error"}
+    sb = {r["row_id"]: float(r["outcome"] == "correct") for r in res_b if r["outcome"] != "backend_error"}
+    common = [k for k in sa if k in sb]
+    return [sa[k] for k in common], [sb[k] for k in common]
+
+
 def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 0) -> dict | None:
     """Paired difference a - b on the rows both answered, if the arms differ in exactly one axis."""
     differing = [k for k in AXES if a[k] != b[k]
@@ -68,15 +76,12 @@ def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 
                  and not (k == "syntax" and a["layout"] != b["layout"])]  # each layout has its own syntaxes
     if len(differing) != 1 or a.get("demos", 0) != b.get("demos", 0):
         return None
-    sa = {r["row_id"]: r["outcome"] == "correct" for r in res_a if r["outcome"] != "backend_error"}
-    sb = {r["row_id"]: r["outcome"] == "correct" for r in res_b if r["outcome"] != "backend_error"}
-    common = [k for k in sa if k in sb]
-    xa, xb = [float(sa[k]) for k in common], [float(sb[k]) for k in common]
+    xa, xb = paired_scores(res_a, res_b)
     diff, low, high = _stats.paired_bootstrap(xa, xb, seed=seed)
-    a_only = sum(1 for k in common if sa[k] and not sb[k])
-    b_only = sum(1 for k in common if sb[k] and not sa[k])
+    a_only = sum(1 for x, y in zip(xa, xb) if x and not y)
+    b_only = sum(1 for x, y in zip(xa, xb) if y and not x)
     return {"a": a["id"], "b": b["id"], "a_label": arm_label(a), "b_label": arm_label(b), "axis": differing[0],
-            "n": len(common), "diff": diff, "ci_low": low, "ci_high": high, "a_only": a_only, "b_only": b_only,
+            "n": len(xa), "diff": diff, "ci_low": low, "ci_high": high, "a_only": a_only, "b_only": b_only,
             "p_value": _stats.mcnemar_exact(a_only, b_only)}
 
 
@@ -88,12 +93,9 @@ def recommend(stats: list[dict], results: dict[str, list[dict]], margin: float, 
     best = max(live, key=lambda s: (s["accuracy"], -s["mean_completion_tokens"]))
     evidence = []
     for s in live:
-        a = {r["row_id"]: r for r in results[s["id"]] if r["outcome"] != "backend_error"}
-        b = {r["row_id"]: r for r in results[best["id"]] if r["outcome"] != "backend_error"}
-        common = [k for k in a if k in b]
-        diff, low, high = _stats.paired_bootstrap([float(a[k]["outcome"] == "correct") for k in common],
-                                                  [float(b[k]["outcome"] == "correct") for k in common], seed=seed)
-        evidence.append({"arm": s["id"], "label": s["label"], "n": len(common), "diff_vs_best": diff,
+        xa, xb = paired_scores(results[s["id"]], results[best["id"]])
+        diff, low, high = _stats.paired_bootstrap(xa, xb, seed=seed)
+        evidence.append({"arm": s["id"], "label": s["label"], "n": len(xa), "diff_vs_best": diff,
                          "ci_low": low, "ci_high": high, "mean_completion_tokens": s["mean_completion_tokens"],
                          "non_inferior": s is best or low > -margin, "inferior": high < -margin})
     base = {"best": best["id"], "best_label": best["label"], "margin": margin, "evidence": evidence}
