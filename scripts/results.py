@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shlex
@@ -28,6 +29,7 @@ DATA = "../shared/data"
 MODELS = ["qwen2.5-coder-1.5b", "smollm2-135m"]
 # "a op b = c", a unit word allowed after each number ("18 coins ÷ 3 = 6"), LaTeX's \times too.
 CALC = re.compile(r"\d[\d.,]*(?:\s+[a-zA-Z]+)?\s*(?:[-+*/×÷]|\\times)\s*\$?\d[\d.,]*(?:\s+[a-zA-Z]+)?\s*=")
+THINKING = ("thoughts_first", "think_then_answer", "work_then_answer")
 ALL = "direct,answer_then_explain,thoughts_first,think_then_answer,work_then_answer"
 
 FIVE = ALL.split(",")
@@ -143,9 +145,11 @@ def render() -> str:
     head = out[:7]
     body = out[7:]
     out = head + ["## Answers, slice by slice", "",
-                  "Read from the tables below: the best thinking layout against answering first (`direct`), "
-                  "the token price, and what the recommendation (cheapest arm proven within 2 points of the "
-                  "best) picks. Where an interval contains 0, thinking first has not been shown to help.", "",
+                  "Read from the tables below: each thinking layout against answering first (`direct`) on the "
+                  "same rows, with its paired 95% interval, McNemar p and token price (\"helps\" / \"hurts\" only "
+                  "where the interval excludes 0; \"not shown to differ\" says plainly that thinking first was "
+                  "not shown to help), and what the recommendation (the cheapest arm proven within 2 points of "
+                  "the best) picks, and why.", "",
                   *findings, ""] + body
     if missing:
         out += ["## Not yet run", "", "These slices have no store yet (run `python scripts/results.py run`):", ""]
@@ -176,22 +180,55 @@ def _finding(model: str, name: str, summary: dict) -> str:
                                                    for b, acc, tok in row))
         return f"- **{model} / {name}**: " + "; ".join(parts) + "."
     direct = next((a for a in arms if a["layout"] == "direct" and a["constrained"]), None)
-    thinking = [a for a in arms if a["layout"] in ("thoughts_first", "think_then_answer", "work_then_answer")]
+    thinking = [a for a in arms if a["layout"] in THINKING]
     rec = summary["recommendation"]
-    pick = rec.get("label") or "inconclusive"
-    if not direct or not thinking:
-        return f"- **{model} / {name}**: recommendation: {pick}."
-    best = max(thinking, key=lambda a: a["accuracy"])
-    pair = next((c for c in summary["comparisons"] if {c["a"], c["b"]} == {best["id"], direct["id"]}), None)
+    verdict = (f"Recommendation: **{rec['label']}**, because {rec['reason']}." if rec.get("label")
+               else f"Recommendation: inconclusive: {rec['reason'].rstrip('.')}.")
+    lines = [f"- **{model} / {name}**:"]
+    for arm in thinking if direct else []:
+        vs = _versus(summary, arm, direct)
+        if vs is None:
+            continue
+        diff, lo, hi, p, n = vs
+        word = "helps" if lo > 0 else "hurts" if hi < 0 else "not shown to differ"
+        extra = arm["mean_completion_tokens"] - direct["mean_completion_tokens"]
+        line = (f"  - {arm['layout']} {arm['accuracy']:.1%} vs direct {direct['accuracy']:.1%}: {word}, "
+                f"{diff * 100:+.1f} points (95% CI {lo * 100:+.1f} to {hi * 100:+.1f}, McNemar p = {p:.2g}, "
+                f"n = {n}), for {extra:+.0f} completion tokens per row.")
+        if arm["layout"] == "thoughts_first" and lo <= 0.01 <= hi:
+            # The founding claim is "+1 point": how many rows would an interval need to tell +1 from 0?
+            half = (hi - lo) / 2
+            line += (f" A +1-point effect is not resolvable here: the interval is ±{half * 100:.1f} points wide; "
+                     f"at this disagreement rate about {math.ceil(n * (half / 0.01) ** 2):,} rows would be needed.")
+        lines.append(line)
+    trend = _difficulty_trend(summary)
+    if trend:
+        lines.append(f"  - By difficulty (lowest → highest level): {trend}.")
+    lines.append(f"  - {verdict}")
+    return "\n".join(lines)
+
+
+def _versus(summary: dict, arm: dict, base: dict) -> tuple[float, float, float, float, int] | None:
+    """arm − base from the paired comparison: difference, 95% CI, McNemar p, n."""
+    pair = next((c for c in summary["comparisons"] if {c["a"], c["b"]} == {arm["id"], base["id"]}), None)
     if pair is None:
-        return f"- **{model} / {name}**: recommendation: {pick}."
-    sign = 1 if pair["a"] == best["id"] else -1
+        return None
+    sign = 1 if pair["a"] == arm["id"] else -1
     lo, hi = sorted((sign * pair["ci_low"] + 0.0, sign * pair["ci_high"] + 0.0))  # + 0.0: no "-0.0"
-    extra = best["mean_completion_tokens"] - direct["mean_completion_tokens"]
-    return (f"- **{model} / {name}**: best thinking layout {best['label']} {best['accuracy']:.1%} vs direct "
-            f"{direct['accuracy']:.1%}: {sign * pair['diff'] * 100 + 0.0:+.1f} points (95% CI {lo * 100:+.1f} to "
-            f"{hi * 100:+.1f}, McNemar p = {pair['p_value']:.2g}, n = {pair['n']}), for {extra:+.0f} completion "
-            f"tokens per row. Recommendation: {pick}.")
+    return sign * pair["diff"] + 0.0, lo, hi, pair["p_value"], pair["n"]
+
+
+def _difficulty_trend(summary: dict) -> str:
+    cells = summary.get("difficulty") or {}
+    labels = {a["id"]: a["layout"] for a in summary["arms"]}
+    parts = []
+    for arm_id, by in cells.items():
+        levels = sorted(by, key=float)
+        if len(levels) < 2:
+            continue
+        first, last = by[levels[0]], by[levels[-1]]
+        parts.append(f"{labels[arm_id]} {first[0]}/{first[1]} → {last[0]}/{last[1]}")
+    return "; ".join(parts)
 
 
 def _by_difficulty(summary: dict) -> str:
@@ -229,7 +266,7 @@ def _analysis(db, summary) -> str:
     """Facts read from the stored replies: where reasoning was arithmetic and where it was a plan."""
     lines = []
     for arm in summary["arms"]:
-        if arm["layout"] not in ("thoughts_first", "think_then_answer", "work_then_answer"):
+        if arm["layout"] not in THINKING:
             continue
         rows = db.results(arm["id"])
         texts = [r["thoughts"] or "" for r in rows if r["outcome"] in ("correct", "wrong")]

@@ -1,0 +1,66 @@
+"""scripts/results.py end to end on a scripted model: run slices into stores, render the document from them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "scripted:tests.fakes:echo_sum"
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("results_script", ROOT / "scripts" / "results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    data = tmp_path / "sums.jsonl"  # GSM8K's format; echo_sum is wrong exactly where b is 0 (every third row)
+    data.write_text("".join(json.dumps({"question": f"{i}+{i % 3}", "answer": f"so\n#### {i + i % 3}"}) + "\n"
+                            for i in range(24)))
+    base = {"task": "gsm8k", "data": str(data), "store": "sums"}
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(mod, "MODELS", [MODEL, "not-run-model"])
+    monkeypatch.setattr(mod, "SLICES", {
+        "five": {"what": "all five layouts", **base, "limit": 21, "layouts": mod.FIVE},
+        "tax": {"what": "forced vs prompt", **base, "limit": 21, "layouts": ["work_then_answer"],
+                "constrained": [True, False]},
+        "budget": {"what": "budgets", **base, "limit": 21, "layouts": ["thoughts_first"], "budgets": [0, 64]},
+    })
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the scripted model lives in tests/fakes.py
+    return mod
+
+
+def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
+    assert results.run([MODEL], list(results.SLICES)) == 0
+    db = tmp_path / "results" / MODEL / "sums.db"
+    with sqlite3.connect(db) as con:  # compacted: one self-contained file, no WAL left beside it
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        # five layouts + unconstrained work + thoughts_first at budgets 0 and 64; the shared arms are made once
+        assert con.execute("SELECT COUNT(*) FROM arms").fetchone()[0] == 8
+    text = results.render()
+    assert "firsttoken eval --model scripted:tests.fakes:echo_sum --store results/" in text
+    # every layout answers 14 of 21 rows right, so no thinking layout is claimed to help or hurt
+    assert "work_then_answer 66.7% vs direct 66.7%: not shown to differ, +0.0 points" in text
+    assert "helps," not in text and "hurts," not in text
+    assert "work_then_answer: forced 66.7% (0 parse failures)" in text
+    assert "thoughts_first: budget 0: 66.7%" in text and "budget 64: 66.7%" in text
+    # all equal: the cheapest arm is proven within the margin, and the document says why
+    assert (f"Recommendation: **{MODEL} direct**, because {MODEL} direct is the cheapest arm") in text
+    assert "## Not yet run" in text and "- not-run-model / five" in text
+    assert "Incomplete" not in text
+
+
+def test_render_marks_a_slice_that_stopped_early_as_incomplete(results, tmp_path):
+    assert results.run([MODEL], ["five"]) == 0
+    db = tmp_path / "results" / MODEL / "sums.db"
+    with sqlite3.connect(db) as con:  # as if the run had been killed before the last rows of one arm
+        arm = con.execute("SELECT id FROM arms WHERE layout = 'work_then_answer'").fetchone()[0]
+        con.execute("DELETE FROM results WHERE arm_id = ? AND row_id IN "
+                    "(SELECT row_id FROM results WHERE arm_id = ? LIMIT 3)", (arm, arm))
+    text = results.render()
+    assert "**Incomplete:** 1 of 5 arms have fewer than the 21 planned rows" in text
