@@ -21,6 +21,7 @@ import shlex
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,6 +265,8 @@ def _plots(summary: dict, model: str, name: str) -> str:
 
 def _analysis(db, summary) -> str:
     """Facts read from the stored replies: where reasoning was arithmetic and where it was a plan."""
+    if summary.get("labels"):
+        return _label_analysis(db, summary)
     lines = []
     for arm in summary["arms"]:
         if arm["layout"] not in THINKING:
@@ -281,6 +284,29 @@ def _analysis(db, summary) -> str:
             quote = " ".join(example["thoughts"].split())[:240].replace("`", "'")
             lines.append(f"  A wrong reply with no calculation in it (row {example['row_id']}): `{quote}`")
     return ("Reasoning, read from the stored replies:\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
+def _label_analysis(db, summary) -> str:
+    """For a label task: which labels each arm confuses, and whether wrong reasonings named the right label."""
+    lines = []
+    for arm in summary["arms"]:
+        wrong = [r for r in db.results(arm["id"]) if r["outcome"] == "wrong"]
+        if not wrong:
+            continue
+        pairs = Counter((json.loads(r["expected"]), json.loads(r["outputs"]).get(summary["output"])) for r in wrong)
+        common = ", ".join(f"{e} → {p} ({k})" for (e, p), k in pairs.most_common(3))
+        line = f"- {arm['label']}: {len(wrong)} wrong; most common (expected → answered): {common}."
+        if arm["layout"] in THINKING:
+            named = sum(_names(r["thoughts"] or "", json.loads(r["expected"])) for r in wrong)
+            line += (f" In {named} of the {len(wrong)} wrong replies the reasoning names the expected label and the "
+                     f"answer still picks another.")
+        lines.append(line)
+    return ("Errors, read from the stored replies:\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
+def _names(text: str, label: str) -> bool:
+    words = re.escape(label.lower()).replace(r"\-", "[- ]").replace(r"\ ", "[- ]").replace("_", "[_ ]")
+    return re.search(rf"\b{words}\b", text.lower()) is not None
 
 
 def main(argv: list[str] | None = None) -> int:

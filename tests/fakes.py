@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -55,3 +56,14 @@ def flaky(messages):
 
 def script_tag(messages):
     return "<script>alert(1)</script>"
+
+
+def title_label(messages):
+    """A label guesser for the JSON layouts: the category is the first word of item_name; the thoughts quote
+    item_description."""
+    text = _question(messages)
+    name = re.search(r"item_name: (\S+)", text).group(1)
+    desc = re.search(r"item_description: (.*)", text).group(1)
+    if '"thoughts"' in messages[0]["content"]:
+        return json.dumps({"thoughts": desc, "category": name})
+    return json.dumps({"category": name})

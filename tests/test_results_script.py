@@ -64,3 +64,22 @@ def test_render_marks_a_slice_that_stopped_early_as_incomplete(results, tmp_path
                     "(SELECT row_id FROM results WHERE arm_id = ? LIMIT 3)", (arm, arm))
     text = results.render()
     assert "**Incomplete:** 1 of 5 arms have fewer than the 21 planned rows" in text
+
+
+def test_label_tasks_get_confusions_and_whether_the_reasoning_named_the_right_label(results, tmp_path, monkeypatch):
+    # title_label answers the title's first word; rows 0-9 right, 10-15 wrong (beauty → furniture), and
+    # the description of rows 10-12 names the expected label.
+    records = [{"id": i, "title": "beauty item", "category": "beauty", "description": "a thing"} for i in range(10)]
+    records += [{"id": 10 + i, "title": "beauty chair", "category": "furniture",
+                 "description": "sold as home furniture" if i < 3 else "a thing"} for i in range(6)]
+    records += [{"id": 16 + i, "title": "furniture table", "category": "furniture", "description": "x"}
+                for i in range(6)]
+    data = tmp_path / "products.json"
+    data.write_text(json.dumps(records))
+    monkeypatch.setattr(results, "MODELS", ["scripted:tests.fakes:title_label"])
+    monkeypatch.setattr(results, "SLICES", {"labels": {"what": "labels", "task": "products", "data": str(data),
+                                                       "store": "labels", "layouts": ["direct", "thoughts_first"]}})
+    assert results.run(results.MODELS, ["labels"]) == 0
+    text = results.render()
+    assert "direct: 6 wrong; most common (expected → answered): furniture → beauty (6)." in text
+    assert "In 3 of the 6 wrong replies the reasoning names the expected label" in text

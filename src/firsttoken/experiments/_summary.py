@@ -145,7 +145,7 @@ def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_ids
     comparisons = [c for a, b in combinations(arms, 2)
                    if (c := compare(a, b, results[a["id"]], results[b["id"]], seed)) is not None]
     return {"task": task, "store": str(store.path), "margin": margin, "arms": stats, "comparisons": comparisons,
-            "recommendation": recommend(stats, results, margin, seed), "labels": labels,
+            "recommendation": recommend(stats, results, margin, seed), "labels": labels, "output": output,
             "difficulty": _by_difficulty(arms, results)}
 
 
