@@ -83,3 +83,17 @@ def test_label_tasks_get_confusions_and_whether_the_reasoning_named_the_right_la
     text = results.render()
     assert "direct: 6 wrong; most common (expected → answered): furniture → beauty (6)." in text
     assert "In 3 of the 6 wrong replies the reasoning names the expected label" in text
+
+
+def test_verify_reruns_a_slice_into_a_fresh_store_and_finds_rows_that_differ(results, tmp_path, capsys):
+    assert results.run([MODEL], ["five"]) == 0
+    assert results.verify(MODEL, "five", limit=4) == 0
+    assert "20 of 20 rows reproduced exactly (same reply text); 0 with the same outcome" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "results" / MODEL / "sums.db") as con:  # a committed row that is not true
+        con.execute("UPDATE results SET outcome = 'correct', outputs = '{\"answer\": 1}' WHERE row_id = "
+                    "(SELECT row_id FROM rows ORDER BY position LIMIT 1) AND arm_id = "
+                    "(SELECT id FROM arms WHERE layout = 'direct')")
+    assert results.verify(MODEL, "five", limit=4) == 1
+    out = capsys.readouterr().out
+    assert "19 of 20 rows reproduced exactly" in out and "1 differ:" in out
+    assert "direct row 1: committed correct {\"answer\": 1}, rerun wrong {\"answer\": 1}" in out
