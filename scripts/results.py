@@ -171,6 +171,7 @@ def render() -> str:
            "Constrained unless a row says `unconstrained`.", ""]
     missing: list[str] = []
     findings: list[str] = []
+    glance: list[str] = []
     for model in MODELS:
         out += [f"## {model}", ""]
         for name, spec in SLICES.items():
@@ -192,11 +193,18 @@ def render() -> str:
                     out += [markdown(summary).split("\n", 2)[2], _by_difficulty(summary), _analysis(db, summary),
                             _plots(summary, model, name), ""]
                     findings.append(_finding(model, name, summary))
+                    if set(spec["layouts"]) == set(FIVE) and "budgets" not in spec and "constrained" not in spec:
+                        glance.append(_glance_row(model, name, summary, len(row_ids)))
             finally:
                 db.close()
     head = out[:9]
     body = out[9:]
-    out = head + ["## Answers, slice by slice", "",
+    out = head + ["## At a glance", "",
+                  "Accuracy per layout (constrained, thinking budget 512), rows done of planned; the best in bold. "
+                  "The intervals and paired tests are below.", "",
+                  "| model | slice | rows | " + " | ".join(FIVE) + " | recommendation |",
+                  "|---|---|---|" + "---|" * len(FIVE) + "---|", *glance, "",
+                  "## Answers, slice by slice", "",
                   "Read from the tables below: each thinking layout against answering first (`direct`) on the "
                   "same rows, with its paired 95% interval, McNemar p and token price (\"helps\" / \"hurts\" only "
                   "where the interval excludes 0; \"not shown to differ\" says plainly that thinking first was "
@@ -258,6 +266,20 @@ def _finding(model: str, name: str, summary: dict) -> str:
         lines.append(f"  - By difficulty (lowest → highest level): {trend}.")
     lines.append(f"  - {verdict}")
     return "\n".join(lines)
+
+
+def _glance_row(model: str, name: str, summary: dict, planned: int) -> str:
+    by_layout = {a["layout"]: a for a in summary["arms"] if a["constrained"]}
+    top = max((a["accuracy"] for a in by_layout.values()), default=None)
+    cells = []
+    for layout in FIVE:
+        a = by_layout.get(layout)
+        cell = "" if a is None else f"{a['accuracy']:.1%}"
+        cells.append(f"**{cell}**" if a is not None and a["accuracy"] == top else cell)
+    done = min((by_layout[x]["n"] + by_layout[x]["backend_errors"] if x in by_layout else 0) for x in FIVE)
+    rec = summary["recommendation"]
+    pick = rec["label"].removeprefix(model).strip() if rec.get("label") else "inconclusive"
+    return f"| {model} | {name} | {done}/{planned} | " + " | ".join(cells) + f" | {pick} |"
 
 
 def _versus(summary: dict, arm: dict, base: dict) -> tuple[float, float, float, float, int] | None:

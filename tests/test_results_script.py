@@ -51,6 +51,7 @@ def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
     assert "thoughts_first: budget 0: 66.7%" in text and "budget 64: 66.7%" in text
     # all equal: the cheapest arm is proven within the margin, and the document says why
     assert (f"Recommendation: **{MODEL} direct**, because {MODEL} direct is the cheapest arm") in text
+    assert f"| {MODEL} | five | 21/21 | **66.7%** | **66.7%** | **66.7%** | **66.7%** | **66.7%** | direct |" in text
     assert "## Not yet run" in text and "- not-run-model / five" in text
     assert "Incomplete" not in text
 
@@ -64,6 +65,7 @@ def test_render_marks_a_slice_that_stopped_early_as_incomplete(results, tmp_path
                     "(SELECT row_id FROM results WHERE arm_id = ? LIMIT 3)", (arm, arm))
     text = results.render()
     assert "**Incomplete:** 1 of 5 arms have fewer than the 21 planned rows" in text
+    assert f"| {MODEL} | five | 18/21 |" in text
 
 
 def test_label_tasks_get_confusions_and_whether_the_reasoning_named_the_right_label(results, tmp_path, monkeypatch):
