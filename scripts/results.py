@@ -255,11 +255,8 @@ def _finding(model: str, name: str, summary: dict) -> str:
         line = (f"  - {arm['layout']} {arm['accuracy']:.1%} vs direct {direct['accuracy']:.1%}: {word}, "
                 f"{diff * 100:+.1f} points (95% CI {lo * 100:+.1f} to {hi * 100:+.1f}, McNemar p = {p:.2g}, "
                 f"n = {n}), for {extra:+.0f} completion tokens per row.")
-        if arm["layout"] == "thoughts_first" and lo <= 0.01 <= hi:
-            # The founding claim is "+1 point": how many rows would an interval need to tell +1 from 0?
-            half = (hi - lo) / 2
-            line += (f" A +1-point effect is not resolvable here: the interval is ±{half * 100:.1f} points wide; "
-                     f"at this disagreement rate about {math.ceil(n * (half / 0.01) ** 2):,} rows would be needed.")
+        if arm["layout"] == "thoughts_first":
+            line += " " + _plus_one(n, lo, hi)
         lines.append(line)
     trend = _difficulty_trend(summary)
     if trend:
@@ -280,6 +277,20 @@ def _glance_row(model: str, name: str, summary: dict, planned: int) -> str:
     rec = summary["recommendation"]
     pick = rec["label"].removeprefix(model).strip() if rec.get("label") else "inconclusive"
     return f"| {model} | {name} | {done}/{planned} | " + " | ".join(cells) + f" | {pick} |"
+
+
+def _plus_one(n: int, lo: float, hi: float) -> str:
+    """The founding claim is "a thoughts field adds about +1 point": what this interval says of it."""
+    half = (hi - lo) / 2
+    if half == 0:
+        return "No row's outcome differed, so the data say nothing about a +1-point effect."
+    need = (f"an estimate of +1 excludes 0 only once the interval is narrower than ±1 point: about "
+            f"{math.ceil(n * (half / 0.01) ** 2):,} rows at this disagreement rate")
+    if hi < 0.01:
+        return f"The founding +1-point gain lies above this interval: not found here ({need})."
+    if lo > 0.01:
+        return "The gain here is larger than the founding +1 point."
+    return f"A +1-point effect cannot be resolved at this n: the interval is ±{half * 100:.1f} points wide ({need})."
 
 
 def _versus(summary: dict, arm: dict, base: dict) -> tuple[float, float, float, float, int] | None:

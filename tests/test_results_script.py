@@ -46,6 +46,7 @@ def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
     assert "firsttoken eval --model scripted:tests.fakes:echo_sum --store results/" in text
     # every layout answers 14 of 21 rows right, so no thinking layout is claimed to help or hurt
     assert "work_then_answer 66.7% vs direct 66.7%: not shown to differ, +0.0 points" in text
+    assert "No row's outcome differed, so the data say nothing about a +1-point effect." in text
     assert "helps," not in text and "hurts," not in text
     assert "work_then_answer: forced 66.7% (0 parse failures)" in text
     assert "thoughts_first: budget 0: 66.7%" in text and "budget 64: 66.7%" in text
