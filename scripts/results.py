@@ -31,7 +31,6 @@ DATA = "../shared/data"
 MODELS = ["qwen2.5-coder-1.5b", "smollm2-135m"]
 # "a op b = c", a unit word allowed after each number ("18 coins ÷ 3 = 6"), LaTeX's \times too.
 CALC = re.compile(r"\d[\d.,]*(?:\s+[a-zA-Z]+)?\s*(?:[-+*/×÷]|\\times)\s*\$?\d[\d.,]*(?:\s+[a-zA-Z]+)?\s*=")
-THINKING = ("thoughts_first", "think_then_answer", "work_then_answer")
 ALL = "direct,answer_then_explain,thoughts_first,think_then_answer,work_then_answer"
 
 FIVE = ALL.split(",")
@@ -95,12 +94,16 @@ def run(models: list[str], names: list[str]) -> int:
             store(model, name).parent.mkdir(parents=True, exist_ok=True)
             cmd = command(model, name)
             print("$", shlex.join(cmd), flush=True)
-            exe = Path(sys.executable).parent / "firsttoken"
-            res = subprocess.run([str(exe), *cmd[1:]], cwd=ROOT)
+            res = _eval(cmd)
             if res.returncode:
                 return res.returncode
             compact(store(model, name))
     return 0
+
+
+def _eval(cmd: list[str]) -> subprocess.CompletedProcess:
+    """Run a `firsttoken eval` command line with this interpreter's firsttoken, from the project root."""
+    return subprocess.run([str(Path(sys.executable).parent / "firsttoken"), *cmd[1:]], cwd=ROOT)
 
 
 def verify(model: str, name: str, limit: int | None) -> int:
@@ -120,7 +123,7 @@ def verify(model: str, name: str, limit: int | None) -> int:
             else:
                 cmd[cmd.index("--layouts"):cmd.index("--layouts")] = ["--limit", str(limit)]
         print("$", shlex.join(cmd), flush=True)
-        res = subprocess.run([str(Path(sys.executable).parent / "firsttoken"), *cmd[1:]], cwd=ROOT)
+        res = _eval(cmd)
         if res.returncode:
             return res.returncode
         fresh, kept = Store(fresh_path), Store(store(model, name))
@@ -240,7 +243,7 @@ def _finding(model: str, name: str, summary: dict) -> str:
                                                    for b, acc, tok in row))
         return f"- **{model} / {name}**: " + "; ".join(parts) + "."
     direct = next((a for a in arms if a["layout"] == "direct" and a["constrained"]), None)
-    thinking = [a for a in arms if a["layout"] in THINKING]
+    thinking = [a for a in arms if _thinks(a)]
     rec = summary["recommendation"]
     verdict = (f"Recommendation: **{rec['label']}**, because {rec['reason']}." if rec.get("label")
                else f"Recommendation: inconclusive: {rec['reason'].rstrip('.')}.")
@@ -263,6 +266,11 @@ def _finding(model: str, name: str, summary: dict) -> str:
         lines.append(f"  - By difficulty (lowest → highest level): {trend}.")
     lines.append(f"  - {verdict}")
     return "\n".join(lines)
+
+
+def _thinks(arm: dict) -> bool:
+    """Whether the arm's layout has a reasoning region: only those arms carry a thinking budget."""
+    return arm["budget"] is not None
 
 
 def _glance_row(model: str, name: str, summary: dict, planned: int) -> str:
@@ -295,12 +303,10 @@ def _plus_one(n: int, lo: float, hi: float) -> str:
 
 def _versus(summary: dict, arm: dict, base: dict) -> tuple[float, float, float, float, int] | None:
     """arm − base from the paired comparison: difference, 95% CI, McNemar p, n."""
-    pair = next((c for c in summary["comparisons"] if {c["a"], c["b"]} == {arm["id"], base["id"]}), None)
-    if pair is None:
-        return None
-    sign = 1 if pair["a"] == arm["id"] else -1
-    lo, hi = sorted((sign * pair["ci_low"] + 0.0, sign * pair["ci_high"] + 0.0))  # + 0.0: no "-0.0"
-    return sign * pair["diff"] + 0.0, lo, hi, pair["p_value"], pair["n"]
+    from firsttoken.experiments._summary import versus
+
+    c = versus(summary, arm["id"], base["id"])
+    return None if c is None else (c["diff"], c["ci_low"], c["ci_high"], c["p_value"], c["n"])
 
 
 def _difficulty_trend(summary: dict) -> str:
@@ -353,7 +359,7 @@ def _analysis(db, summary) -> str:
         return _label_analysis(db, summary)
     lines = []
     for arm in summary["arms"]:
-        if arm["layout"] not in THINKING:
+        if not _thinks(arm):
             continue
         rows = db.results(arm["id"])
         texts = [r["thoughts"] or "" for r in rows if r["outcome"] in ("correct", "wrong")]
@@ -380,7 +386,7 @@ def _label_analysis(db, summary) -> str:
         pairs = Counter((json.loads(r["expected"]), json.loads(r["outputs"]).get(summary["output"])) for r in wrong)
         common = ", ".join(f"{e} → {p} ({k})" for (e, p), k in pairs.most_common(3))
         line = f"- {arm['label']}: {len(wrong)} wrong; most common (expected → answered): {common}."
-        if arm["layout"] in THINKING:
+        if _thinks(arm):
             named = sum(_names(r["thoughts"] or "", json.loads(r["expected"])) for r in wrong)
             line += (f" In {named} of the {len(wrong)} wrong replies the reasoning names the expected label and the "
                      f"answer still picks another.")

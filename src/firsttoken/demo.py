@@ -22,6 +22,7 @@ from . import _models
 from ._predictor import Predictor
 from .experiments import Store, evaluate
 from .experiments._report import html_page, markdown
+from .experiments._summary import versus
 from .tasks import arithmetic_task, products_task
 from .tasks._arithmetic import Arithmetic, problem
 
@@ -93,11 +94,9 @@ def _say_direct_vs_thinking(summary: dict[str, Any], console: Console) -> None:
     if not direct or not thinking:
         return
     best = max(thinking, key=lambda a: a["accuracy"])
-    for c in summary["comparisons"]:
-        if {c["a"], c["b"]} == {direct["id"], best["id"]}:
-            sign = 1 if c["a"] == best["id"] else -1
-            lo, hi = sorted((sign * c["ci_low"], sign * c["ci_high"]))
-            verdict = "evidence" if c["p_value"] < 0.05 else "not yet evidence"
-            console.print(f"[bold]{arms[best['id']]['layout']} vs direct: {sign * c['diff'] * 100:+.1f} points "
-                          f"(95% CI {lo * 100:+.1f} to {hi * 100:+.1f}), McNemar p = {c['p_value']:.2g} "
-                          f"— {verdict} (p < 0.05 needed).[/bold]")
+    c = versus(summary, best["id"], direct["id"])
+    if c is not None:
+        verdict = "evidence" if c["p_value"] < 0.05 else "not yet evidence"
+        console.print(f"[bold]{arms[best['id']]['layout']} vs direct: {c['diff'] * 100:+.1f} points "
+                      f"(95% CI {c['ci_low'] * 100:+.1f} to {c['ci_high'] * 100:+.1f}), McNemar p = "
+                      f"{c['p_value']:.2g} — {verdict} (p < 0.05 needed).[/bold]")

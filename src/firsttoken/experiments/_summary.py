@@ -85,6 +85,16 @@ def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 
             "p_value": _stats.mcnemar_exact(a_only, b_only)}
 
 
+def versus(summary: dict[str, Any], arm_id: str, base_id: str) -> dict[str, Any] | None:
+    """The summary's paired comparison of two arms, oriented as arm − base (None if they were not compared)."""
+    c = next((c for c in summary["comparisons"] if {c["a"], c["b"]} == {arm_id, base_id}), None)
+    if c is None:
+        return None
+    sign = 1 if c["a"] == arm_id else -1
+    low, high = sorted((sign * c["ci_low"] + 0.0, sign * c["ci_high"] + 0.0))  # + 0.0: no "-0.0"
+    return {**c, "diff": sign * c["diff"] + 0.0, "ci_low": low, "ci_high": high}
+
+
 def recommend(stats: list[dict], results: dict[str, list[dict]], margin: float, seed: int = 0) -> dict:
     """The cheapest arm proven within ``margin`` of the most accurate one, or "inconclusive"."""
     live = [s for s in stats if s["n"] > 0]
