@@ -98,5 +98,13 @@ def test_verify_reruns_a_slice_into_a_fresh_store_and_finds_rows_that_differ(res
                     "(SELECT id FROM arms WHERE layout = 'direct')")
     assert results.verify(MODEL, "five", limit=4) == 1
     out = capsys.readouterr().out
-    assert "19 of 20 rows reproduced exactly" in out and "1 differ:" in out
+    assert "19 of 20 rows reproduced exactly" in out and "1 differ in outcome or answer." in out
     assert "direct row 1: committed correct {\"answer\": 1}, rerun wrong {\"answer\": 1}" in out
+    with sqlite3.connect(tmp_path / "results" / MODEL / "sums.db") as con:  # only the reply's wording differs
+        con.execute("UPDATE results SET outcome = 'wrong', raw = raw || ' ' WHERE row_id = "
+                    "(SELECT row_id FROM rows ORDER BY position LIMIT 1) AND arm_id = "
+                    "(SELECT id FROM arms WHERE layout = 'direct')")
+    assert results.verify(MODEL, "five", limit=4) == 0
+    out = capsys.readouterr().out
+    assert "1 with the same outcome and answer but different text; 0 differ in outcome or answer." in out
+    assert "direct row 1: same outcome and answer, reply text first differs at character" in out
