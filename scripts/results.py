@@ -175,9 +175,11 @@ def render() -> str:
            "the store already holds them; `python scripts/results.py verify --slice NAME [--model M] [--limit N]`",
            "reruns a slice into a fresh store and compares it with the committed one row by row. It counts a",
            "row whose outcome and answer match but whose reply text does not as its own case and names it:",
-           "llama.cpp's greedy text is not always bit-identical when the calls run before it differ (seen on",
-           "the first row of an arm, whose predecessor a `--limit` rerun changes).",
+           "llama.cpp's logits depend slightly on how a prompt is split into batches, and prefix reuse makes the",
+           "split depend on the call before, so the first row of an arm in a `--limit` rerun (a new predecessor)",
+           "can be worded differently; the same calls in the same order reproduce the text exactly.",
            "Constrained unless a row says `unconstrained`.", ""]
+    header = len(out)
     missing: list[str] = []
     findings: list[str] = []
     glance: list[str] = []
@@ -206,8 +208,7 @@ def render() -> str:
                         glance.append(_glance_row(model, name, summary, len(row_ids)))
             finally:
                 db.close()
-    head = out[:9]
-    body = out[9:]
+    head, body = out[:header], out[header:]
     out = head + ["## At a glance", "",
                   "Accuracy per layout (constrained, thinking budget 512), rows done of planned; the best in bold. "
                   "The intervals and paired tests are below.", "",

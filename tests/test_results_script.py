@@ -43,6 +43,8 @@ def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
         # five layouts + unconstrained work + thoughts_first at budgets 0 and 64; the shared arms are made once
         assert con.execute("SELECT COUNT(*) FROM arms").fetchone()[0] == 8
     text = results.render()
+    intro, _, rest = text.partition("## At a glance")
+    assert "Constrained unless a row says `unconstrained`." in intro and "Constrained unless" not in rest
     assert "firsttoken eval --model scripted:tests.fakes:echo_sum --store results/" in text
     # every layout answers 14 of 21 rows right, so no thinking layout is claimed to help or hurt
     assert "work_then_answer 66.7% vs direct 66.7%: not shown to differ, +0.0 points" in text
