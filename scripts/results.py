@@ -177,7 +177,8 @@ def render() -> str:
            "row whose outcome and answer match but whose reply text does not as its own case and names it:",
            "llama.cpp's logits depend slightly on how a prompt is split into batches, and prefix reuse makes the",
            "split depend on the call before, so the first row of an arm in a `--limit` rerun (a new predecessor)",
-           "can be worded differently; the same calls in the same order reproduce the text exactly.",
+           "can be worded differently (or, rarely, answered differently: a difference); the same calls in the",
+           "same order reproduce the text exactly.",
            "Constrained unless a row says `unconstrained`.", ""]
     header = len(out)
     missing: list[str] = []

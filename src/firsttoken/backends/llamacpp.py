@@ -9,7 +9,7 @@ Prefix reuse: llama-cpp-python keeps the evaluated tokens of the previous call a
 differs, so consecutive calls that share a system prompt (instruction, categories, demos) pay for it once.
 llama.cpp's logits are not bit-identical across batch splits, so a greedy reply can depend slightly on the
 call before it: the same calls in the same order reproduce exactly, a different predecessor can change the
-wording (rarely the answer).
+wording and, less often, the answer.
 Does not handle: batched decoding, several sequences at once, GPU settings beyond ``**llama_kwargs``.
 """
 
