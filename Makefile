@@ -24,8 +24,9 @@ test: install-test
 demo: install
 	$(VENV)/bin/firsttoken demo
 
-# docs/results.md from the committed stores under results/ (no model calls).
-results: install
+# docs/results.md from the committed stores under results/ (no model calls, no model or data files needed).
+results: $(PY)
+	$(PIP) -e .
 	$(PY) scripts/results.py render
 
 # The experiment itself: hours of model time on 2 cores; resumable, run it on an idle machine.

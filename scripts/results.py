@@ -76,16 +76,20 @@ def command(model: str, name: str) -> list[str]:
 
 
 def slice_scope(model: str, name: str) -> tuple[str, list[str], set[str]]:
-    """The task name, arm ids and row ids one slice covers (several slices may share a store)."""
+    """The task name, arm ids and row ids one slice covers (several slices may share a store).
+
+    Read from the store, not the data files, so that `render` needs only what is committed: `eval`
+    registers every row it plans (in order) before its first call; a slice with a limit covers the first
+    rows, one without covers them all (one sample per store)."""
     from firsttoken.experiments import build_grid
-    from firsttoken.tasks import get_task
 
     s = SLICES[name]
-    task = get_task(s["task"], s.get("data"))
+    task = s["task"].split(":")[0]
     budgets = s.get("budgets", [512])
-    arms = build_grid(task.name, [model], s["layouts"], ["json"], s.get("constrained", [True]), budgets)
-    rows = task.rows(limit=s.get("limit"), sample=s.get("sample"), seed=s.get("seed", 0))
-    return task.name, [a.id for a in arms], {r.id for r in rows}
+    arms = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), budgets)
+    with sqlite3.connect(store(model, name)) as con:
+        ids = [r for (r,) in con.execute("SELECT row_id FROM rows WHERE task = ? ORDER BY position", (task,))]
+    return task, [a.id for a in arms], set(ids[:s.get("limit")])
 
 
 def run(models: list[str], names: list[str]) -> int:
@@ -420,6 +424,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("render")
     sub.add_parser("list")
     args = parser.parse_args(argv)
+    from firsttoken import FirstTokenError
+
+    try:
+        return _main(args)
+    except FirstTokenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
     os.chdir(ROOT)  # the slices name their data relative to the project root
     if args.cmd == "run":
         return run(args.model or MODELS, args.slice or list(SLICES))

@@ -42,6 +42,7 @@ def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         # five layouts + unconstrained work + thoughts_first at budgets 0 and 64; the shared arms are made once
         assert con.execute("SELECT COUNT(*) FROM arms").fetchone()[0] == 8
+    (tmp_path / "sums.jsonl").unlink()  # render reads the committed stores only, not the data files
     text = results.render()
     intro, _, rest = text.partition("## At a glance")
     assert "Constrained unless a row says `unconstrained`." in intro and "Constrained unless" not in rest
