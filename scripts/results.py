@@ -87,8 +87,11 @@ def slice_scope(model: str, name: str) -> tuple[str, list[str], set[str]]:
     task = s["task"].split(":")[0]
     budgets = s.get("budgets", [512])
     arms = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), budgets)
-    with sqlite3.connect(store(model, name)) as con:
+    con = sqlite3.connect(store(model, name))
+    try:
         ids = [r for (r,) in con.execute("SELECT row_id FROM rows WHERE task = ? ORDER BY position", (task,))]
+    finally:
+        con.close()
     return task, [a.id for a in arms], set(ids[:s.get("limit")])
 
 

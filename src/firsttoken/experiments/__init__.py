@@ -5,5 +5,5 @@ from ._store import Store
 from ._summary import arm_label, summarize
 from ._tasks import Row, Task, file_task, load_demos
 
-__all__ = ["Arm", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "evaluate", "file_task", "load_demos",
-           "summarize"]
+__all__ = ["Arm", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "evaluate", "file_task",
+           "load_demos", "summarize"]
