@@ -75,8 +75,8 @@ def command(model: str, name: str) -> list[str]:
     return cmd
 
 
-def slice_scope(model: str, name: str) -> tuple[str, list[str], set[str]]:
-    """The task name, arm ids and row ids one slice covers (several slices may share a store).
+def slice_scope(db, model: str, name: str) -> tuple[str, list[str], set[str]]:
+    """The task name, arm ids and row ids one slice covers in its open store (several slices may share one).
 
     Read from the store, not the data files, so that `render` needs only what is committed: `eval`
     registers every row it plans (in order) before its first call; a slice with a limit covers the first
@@ -87,12 +87,7 @@ def slice_scope(model: str, name: str) -> tuple[str, list[str], set[str]]:
     task = s["task"].split(":")[0]
     budgets = s.get("budgets", [512])
     arms = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), budgets)
-    con = sqlite3.connect(store(model, name))
-    try:
-        ids = [r for (r,) in con.execute("SELECT row_id FROM rows WHERE task = ? ORDER BY position", (task,))]
-    finally:
-        con.close()
-    return task, [a.id for a in arms], set(ids[:s.get("limit")])
+    return task, [a.id for a in arms], set(db.row_ids(task)[:s.get("limit")])
 
 
 def run(models: list[str], names: list[str]) -> int:
@@ -198,9 +193,9 @@ def render() -> str:
             if not path.exists():
                 missing.append(f"{model} / {name}")
                 continue
-            task, arm_ids, row_ids = slice_scope(model, name)
             db = Store(path)
             try:
+                task, arm_ids, row_ids = slice_scope(db, model, name)
                 summary = summarize(db, task, arm_ids, row_ids)
                 out += [f"### {name}: {spec['what']}", "", f"`{shlex.join(command(model, name))}`", ""]
                 short = [a for a in summary["arms"] if a["n"] + a["backend_errors"] < len(row_ids)]
@@ -236,6 +231,8 @@ def render() -> str:
 
 
 def _finding(model: str, name: str, summary: dict) -> str:
+    from firsttoken.experiments import versus
+
     arms = summary["arms"]
     if any(not a["constrained"] for a in arms):  # the format tax: forced vs asked by prompt alone
         parts = []
@@ -264,10 +261,10 @@ def _finding(model: str, name: str, summary: dict) -> str:
                else f"Recommendation: inconclusive: {rec['reason'].rstrip('.')}.")
     lines = [f"- **{model} / {name}**:"]
     for arm in thinking if direct else []:
-        vs = _versus(summary, arm, direct)
+        vs = versus(summary, arm["id"], direct["id"])
         if vs is None:
             continue
-        diff, lo, hi, p, n = vs
+        diff, lo, hi, p, n = vs["diff"], vs["ci_low"], vs["ci_high"], vs["p_value"], vs["n"]
         word = "helps" if lo > 0 else "hurts" if hi < 0 else "not shown to differ"
         extra = arm["mean_completion_tokens"] - direct["mean_completion_tokens"]
         line = (f"  - {arm['layout']} {arm['accuracy']:.1%} vs direct {direct['accuracy']:.1%}: {word}, "
@@ -314,14 +311,6 @@ def _plus_one(n: int, lo: float, hi: float) -> str:
     if lo > 0.01:
         return "The gain here is larger than the founding +1 point."
     return f"A +1-point effect cannot be resolved at this n: the interval is ±{half * 100:.1f} points wide ({need})."
-
-
-def _versus(summary: dict, arm: dict, base: dict) -> tuple[float, float, float, float, int] | None:
-    """arm − base from the paired comparison: difference, 95% CI, McNemar p, n."""
-    from firsttoken.experiments._summary import versus
-
-    c = versus(summary, arm["id"], base["id"])
-    return None if c is None else (c["diff"], c["ci_low"], c["ci_high"], c["p_value"], c["n"])
 
 
 def _difficulty_trend(summary: dict) -> str:

@@ -20,9 +20,8 @@ from rich.text import Text
 
 from . import _models
 from ._predictor import Predictor
-from .experiments import Store, evaluate
+from .experiments import Store, evaluate, versus
 from .experiments._report import html_page, markdown
-from .experiments._summary import versus
 from .tasks import arithmetic_task, products_task
 from .tasks._arithmetic import Arithmetic, problem
 

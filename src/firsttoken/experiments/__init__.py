@@ -2,8 +2,8 @@
 
 from ._runner import Arm, build_grid, default_store, evaluate
 from ._store import Store
-from ._summary import arm_label, summarize
+from ._summary import arm_label, summarize, versus
 from ._tasks import Row, Task, file_task, load_demos
 
 __all__ = ["Arm", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "evaluate", "file_task",
-           "load_demos", "summarize"]
+           "load_demos", "summarize", "versus"]

@@ -105,6 +105,10 @@ class Store:
         return {r[0] for r in self.db.execute(
             "SELECT row_id FROM results WHERE arm_id = ? AND outcome != 'backend_error'", (arm_id,))}
 
+    def row_ids(self, task: str) -> list[str]:
+        """The task's registered rows (every row a run planned, before its first call), in run order."""
+        return [r[0] for r in self.db.execute("SELECT row_id FROM rows WHERE task = ? ORDER BY position", (task,))]
+
     def arms(self, task: str | None = None) -> list[dict]:
         q = "SELECT * FROM arms" + (" WHERE task = ?" if task else "") + " ORDER BY rowid"
         return [dict(r) for r in self.db.execute(q, (task,) if task else ())]
