@@ -76,18 +76,21 @@ def command(model: str, name: str) -> list[str]:
 
 
 def slice_scope(db, model: str, name: str) -> tuple[str, list[str], set[str]]:
-    """The task name, arm ids and row ids one slice covers in its open store (several slices may share one).
+    """The task name, arm ids and row keys one slice covers in its open store (several slices may share one).
 
-    Read from the store, not the data files, so that `render` needs only what is committed: `eval`
-    registers every row it plans (in order) before its first call; a slice with a limit covers the first
-    rows, one without covers them all (one sample per store)."""
+    Read from the store, not the data files, so that `render` needs only what is committed: the arms of the
+    slice's grid, and the rows its limit or sample takes from the task's current data (the rows `eval` was
+    last given, in order)."""
     from firsttoken.experiments import build_grid
+    from firsttoken.experiments._tasks import sample_rows
 
     s = SLICES[name]
     task = s["task"].split(":")[0]
-    budgets = s.get("budgets", [512])
-    arms = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), budgets)
-    return task, [a.id for a in arms], set(db.row_ids(task)[:s.get("limit")])
+    grid = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), s.get("budgets", [512]))
+    rows = db.row_keys(task)
+    if "sample" in s:
+        rows = sample_rows(rows, s["sample"], s.get("seed", 0))
+    return task, [a.id for a in grid], set(rows[:s.get("limit")])
 
 
 def run(models: list[str], names: list[str]) -> int:
@@ -133,9 +136,9 @@ def verify(model: str, name: str, limit: int | None) -> int:
             same = 0
             mismatches, differ_text = [], []
             for arm in fresh.arms():
-                committed = {r["row_id"]: r for r in kept.results(arm["id"])}
+                committed = {r["row_key"]: r for r in kept.results(arm["id"])}
                 for r in fresh.results(arm["id"]):
-                    old = committed.get(r["row_id"])
+                    old = committed.get(r["row_key"])
                     if old is None:
                         mismatches.append(f"{arm_label(arm)} row {r['row_id']}: not in the committed store")
                     elif (old["outcome"], old["outputs"]) != (r["outcome"], r["outputs"]):
@@ -193,7 +196,7 @@ def render() -> str:
             if not path.exists():
                 missing.append(f"{model} / {name}")
                 continue
-            db = Store(path)
+            db = Store(path, readonly=True)
             try:
                 task, arm_ids, row_ids = slice_scope(db, model, name)
                 summary = summarize(db, task, arm_ids, row_ids)

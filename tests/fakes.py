@@ -67,3 +67,15 @@ def title_label(messages):
     if '"thoughts"' in messages[0]["content"]:
         return json.dumps({"thoughts": desc, "category": name})
     return json.dumps({"category": name})
+
+
+def sentiment(messages):
+    """A label guesser for `text` rows: "pos" where the text says good, else "neg"; counts calls in $FAKE_CALLS."""
+    path = os.environ.get("FAKE_CALLS")
+    if path:
+        with open(path, "a") as f:
+            f.write("call\n")
+    label = "pos" if "good" in _question(messages) else "neg"
+    if '"thoughts"' in messages[0]["content"]:
+        return json.dumps({"thoughts": "it says so", "label": label})
+    return json.dumps({"label": label})

@@ -95,7 +95,7 @@ def test_killed_run_resumes_with_every_row_stored_once(tmp_path):
     assert 10 <= first < 30
     assert cli(*args[3:], cwd=tmp_path, env=env).returncode == 0
     with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT row_id, COUNT(*) FROM results GROUP BY row_id").fetchall()
+        rows = con.execute("SELECT row_key, COUNT(*) FROM results GROUP BY row_key").fetchall()
     assert len(rows) == 30 and all(n == 1 for _, n in rows)
     assert count_calls(calls) <= 30 + 1  # at most the call in flight is made twice
 
@@ -220,10 +220,10 @@ def test_demos_and_sampling_reach_the_prompt_and_the_store(tmp_path):
     assert summary["arms"][0]["n"] == 7 and summary["arms"][0]["demos"] == 1
     with sqlite3.connect(tmp_path / "runs" / "sums.db") as con:
         messages = [json.loads(m) for (m,) in con.execute("SELECT messages FROM calls")]
-        rows = {r for (r,) in con.execute("SELECT row_id FROM results")}
+        rows = {r for (r,) in con.execute("SELECT row_key FROM results")}
     assert all(len(m) == 4 and m[2]["content"] == '{"thoughts": "one and one", "answer": 2}' for m in messages)
     again = cli(*eval_args(data, "-m", SUM, "--layouts", "thoughts_first", "--demos", str(demos), "--n-demos", "1",
                            "--sample", "7", "--seed", "3", "--json"), cwd=tmp_path)
     assert json.loads(again.stdout)["arms"][0]["n"] == 7  # the same seed draws the same rows
     with sqlite3.connect(tmp_path / "runs" / "sums.db") as con:
-        assert {r for (r,) in con.execute("SELECT row_id FROM results")} == rows
+        assert {r for (r,) in con.execute("SELECT row_key FROM results")} == rows

@@ -65,8 +65,8 @@ def test_render_marks_a_slice_that_stopped_early_as_incomplete(results, tmp_path
     db = tmp_path / "results" / MODEL / "sums.db"
     with sqlite3.connect(db) as con:  # as if the run had been killed before the last rows of one arm
         arm = con.execute("SELECT id FROM arms WHERE layout = 'work_then_answer'").fetchone()[0]
-        con.execute("DELETE FROM results WHERE arm_id = ? AND row_id IN "
-                    "(SELECT row_id FROM results WHERE arm_id = ? LIMIT 3)", (arm, arm))
+        con.execute("DELETE FROM results WHERE arm_id = ? AND row_key IN "
+                    "(SELECT row_key FROM results WHERE arm_id = ? LIMIT 3)", (arm, arm))
     text = results.render()
     assert "**Incomplete:** 1 of 5 arms have fewer than the 21 planned rows" in text
     assert f"| {MODEL} | five | 18/21 |" in text
@@ -96,16 +96,16 @@ def test_verify_reruns_a_slice_into_a_fresh_store_and_finds_rows_that_differ(res
     assert results.verify(MODEL, "five", limit=4) == 0
     assert "20 of 20 rows reproduced exactly (same reply text); 0 with the same outcome" in capsys.readouterr().out
     with sqlite3.connect(tmp_path / "results" / MODEL / "sums.db") as con:  # a committed row that is not true
-        con.execute("UPDATE results SET outcome = 'correct', outputs = '{\"answer\": 1}' WHERE row_id = "
-                    "(SELECT row_id FROM rows ORDER BY position LIMIT 1) AND arm_id = "
+        con.execute("UPDATE results SET outcome = 'correct', outputs = '{\"answer\": 1}' WHERE row_key = "
+                    "(SELECT key FROM rows ORDER BY position LIMIT 1) AND arm_id = "
                     "(SELECT id FROM arms WHERE layout = 'direct')")
     assert results.verify(MODEL, "five", limit=4) == 1
     out = capsys.readouterr().out
     assert "19 of 20 rows reproduced exactly" in out and "1 differ in outcome or answer." in out
     assert "direct row 1: committed correct {\"answer\": 1}, rerun wrong {\"answer\": 1}" in out
     with sqlite3.connect(tmp_path / "results" / MODEL / "sums.db") as con:  # only the reply's wording differs
-        con.execute("UPDATE results SET outcome = 'wrong', raw = raw || ' ' WHERE row_id = "
-                    "(SELECT row_id FROM rows ORDER BY position LIMIT 1) AND arm_id = "
+        con.execute("UPDATE results SET outcome = 'wrong', raw = raw || ' ' WHERE row_key = "
+                    "(SELECT key FROM rows ORDER BY position LIMIT 1) AND arm_id = "
                     "(SELECT id FROM arms WHERE layout = 'direct')")
     assert results.verify(MODEL, "five", limit=4) == 0
     out = capsys.readouterr().out

@@ -49,7 +49,7 @@ def test_macro_f1_worked_example():
 
 
 def _results(pattern: str) -> list[dict]:
-    return [{"row_id": str(i), "outcome": "correct" if c == "1" else "wrong"} for i, c in enumerate(pattern)]
+    return [{"row_key": str(i), "outcome": "correct" if c == "1" else "wrong"} for i, c in enumerate(pattern)]
 
 
 def test_recommendation_is_inconclusive_on_ten_rows_differing_by_one_answer():

@@ -154,14 +154,15 @@ def resolve(spec: str) -> Any:
 
 _OPENAI_OPTIONS = {"schema_mode": str, "concurrency": int, "api_key_env": str, "timeout": float,
                    "max_retries": int, "unreachable_after": float}
+# Options that change how a reply is fetched, never what it says: not part of a model's identity.
+_FETCH_ONLY = {"concurrency", "api_key_env", "timeout", "max_retries", "unreachable_after"}
 
 
-def openai_backend(spec: str) -> Any:
-    """``openai:MODEL@URL`` with optional ``?schema_mode=json_object&concurrency=8&api_key_env=NAME``."""
+def _parse_openai(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """``openai:MODEL@URL[?options]`` -> (model, base URL without query, typed options)."""
     from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
     from ._errors import ConfigError
-    from .backends import OpenAICompatible
 
     body = spec.split(":", 1)[1]
     model, sep, url = body.partition("@")
@@ -178,5 +179,29 @@ def openai_backend(spec: str) -> Any:
             options[key] = _OPENAI_OPTIONS[key](value)
         except ValueError:
             raise ConfigError(f"model {spec!r}: option {key}={value!r} is not a {_OPENAI_OPTIONS[key].__name__}") from None
-    base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    return OpenAICompatible(base, model, label=f"openai:{model}@{base}", **options)
+    return model, urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), options
+
+
+def model_key(spec: str) -> str:
+    """The identity of a ``--model`` spec: what can change a reply. Fetch-only options (concurrency,
+    retries, timeouts, the key's variable) and URL user-info are left out; ``schema_mode`` stays when it
+    is not the default."""
+    kind, sep, _ = spec.partition(":")
+    if not (sep and kind == "openai"):
+        return spec
+    from urllib.parse import urlencode, urlsplit, urlunsplit
+
+    model, base, options = _parse_openai(spec)
+    parts = urlsplit(base)
+    base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    kept = {k: v for k, v in sorted(options.items()) if k not in _FETCH_ONLY
+            and not (k == "schema_mode" and v == "json_schema")}
+    return f"openai:{model}@{base}" + (f"?{urlencode(kept)}" if kept else "")
+
+
+def openai_backend(spec: str) -> Any:
+    """``openai:MODEL@URL`` with optional ``?schema_mode=json_object&concurrency=8&api_key_env=NAME``."""
+    from .backends import OpenAICompatible
+
+    model, base, options = _parse_openai(spec)
+    return OpenAICompatible(base, model, label=model_key(spec), **options)

@@ -78,17 +78,20 @@ class BarProgress:
 
 
 def build_task(task: str | None, data: str | None, inputs: str | None, output: str | None, labels: str | None,
-               labels_from: str | None, metric: str, instructions: str | None, skip_bad_rows: bool) -> Task:
+               labels_from: str | None, metric: str, instructions: str | None, skip_bad_rows: bool,
+               id_column: str | None = None) -> Task:
     if task:
         from ..tasks import get_task
 
+        if id_column:
+            raise ConfigError("--id is for --data files", hint="a built-in task identifies its rows itself")
         return get_task(task, data, skip_bad_rows=skip_bad_rows)
     if not data:
         raise ConfigError("no task given", hint="pass --task NAME, or --data FILE --inputs COLS --output COL")
     if not output:
         raise ConfigError("--data needs --output COL", hint="name the column holding the expected answer")
     return file_task(data, _csv(inputs) or [], output, metric, _csv(labels), labels_from, instructions,
-                     skip_bad_rows)
+                     skip_bad_rows, id_column=id_column)
 
 
 @app.command("eval")
@@ -100,6 +103,8 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           labels_from: str = typer.Option(None, "--labels-from", help="take the categories from this column"),
           metric: str = typer.Option("exact", "--metric", help="exact, numeric, label, or module:function"),
           instructions: str = typer.Option(None, "--instructions", help="the task instruction for the prompt"),
+          id_column: str = typer.Option(None, "--id", help="a column of unique row ids (default: rows are "
+                                        "identified by their content)"),
           model: list[str] = typer.Option(None, "--model", "-m", help="repeatable; default qwen2.5-coder-1.5b"),
           layouts: str = typer.Option(None, "--layouts", help="comma-separated; default: all five"),
           syntaxes: str = typer.Option("json", "--syntaxes"),
@@ -116,7 +121,8 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           quiet: bool = typer.Option(False, "--quiet", help="no live bars (for CI logs)"),
           as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object")) -> None:
     """Run a grid of arms (model x layout x syntax x constrained x budget) over a task's rows."""
-    the_task = build_task(task, data, inputs, output, labels, labels_from, metric, instructions, skip_bad_rows)
+    the_task = build_task(task, data, inputs, output, labels, labels_from, metric, instructions, skip_bad_rows,
+                          id_column)
     demo_rows = load_demos(demos, the_task, n_demos) if demos else None
     summary = evaluate(the_task, model or ["qwen2.5-coder-1.5b"], _csv(layouts), _csv(syntaxes) or ["json"],
                        _on_off(constrained), _ints(budgets, "--thinking-budgets"), store, limit, sample, seed,

@@ -59,11 +59,12 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
         raise ConfigError(f"the run of task {arm['task']!r} did not store its signature",
                           hint="re-run `firsttoken eval` with this version, or use the Python API")
     sig = Signature.from_spec(spec)
+    arm_config = json.loads(arm["config"] or "{}")
     options: dict[str, Any] = {"constrained": bool(arm["constrained"])}
     if arm["budget"] is not None:
         options["max_thinking_tokens"] = arm["budget"]
     return Predictor(sig, layout=arm["layout"], syntax=arm["syntax"], model=backend or _models.resolve(arm["model"]),
-                     demos=config.get("demo_rows") or None, **options)
+                     demos=arm_config.get("demo_rows") or None, **options)
 
 
 def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_ref: str | None = None,
@@ -118,11 +119,9 @@ def show_arm(store_path: str | Path, arm_ref: str | None) -> dict[str, Any]:
     try:
         arm = find_arm(store, arm_ref)
         predictor = predictor_for(store, arm, backend=_NoModel())
-        row = store.db.execute("SELECT inputs FROM rows WHERE task = ? ORDER BY position LIMIT 1",
-                               (arm["task"],)).fetchone()
+        inputs = store.first_row(arm["task"]) or {n: f"<{n}>" for n in predictor.signature.input_fields}
     finally:
         store.close()
-    inputs = json.loads(row["inputs"]) if row else {n: f"<{n}>" for n in predictor.signature.input_fields}
     constraint = predictor.layout.constraint(predictor.signature)
     return {"arm": arm, "messages": predictor.messages(**inputs), "grammar": constraint.lark,
             "json_schema": constraint.json_schema, "options": predictor.options.model_dump()}

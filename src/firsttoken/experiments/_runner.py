@@ -1,21 +1,22 @@
 """Run a grid of arms over a task's rows, storing every call and outcome; resumable and cached.
 
-An arm is one (model, layout, syntax, constrained, thinking budget). Arms run one after another and rows in
-order, so prompts that share a prefix run back to back. A row with a stored outcome is never called again
-(backend errors are retried); a call whose hash (model, messages, constraint, options) is already stored is
-answered from the store, so adding a layout or a model runs only what is new.
+An arm is one (model, layout, syntax, constrained, thinking budget, demos). Arms run one after another and
+rows in order, so prompts that share a prefix run back to back. A row (by identity and content, see
+``_identity``) with a stored outcome is never run again (backend errors are retried); a call whose hash
+(model, messages, constraint, options) is already stored is answered from the store, so adding a layout or
+a model runs only what is new, and an edited expected answer is rescored without a call.
 Does not handle: two processes writing the same store at once (SQLite serialises them, but rows may be
 computed twice).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from .._options import GenerateOptions
 from .._predictor import Predictor
 from ..backends import Backend, Generation
 from ..layouts import Constraint, get_layout, layout_names
-from . import _metrics
+from . import _identity, _metrics
 from ._store import Store
 from ._summary import summarize
 from ._tasks import Row, Task
@@ -34,6 +35,9 @@ from ._tasks import Row, Task
 
 @dataclass(frozen=True)
 class Arm:
+    """One (model, layout, syntax, constrained, thinking budget, demos). ``model`` is the model's identity
+    (``_models.model_key``); ``demo_rows`` is the demos' content as JSON (part of the identity)."""
+
     task: str
     model: str
     layout: str
@@ -41,23 +45,45 @@ class Arm:
     constrained: bool
     budget: int | None  # None: the layout has no reasoning region
     demos: int = 0
+    demo_rows: str = "[]"
 
     @property
+    def options(self) -> GenerateOptions:
+        return _identity.arm_options(self.constrained, self.budget)
+
+    @property
+    def layout_version(self) -> int:
+        return get_layout(self.layout, self.syntax).version
+
+    @cached_property
     def id(self) -> str:
-        budget = "-" if self.budget is None else str(self.budget)
-        return "|".join([self.task, self.model, self.layout, self.syntax, "on" if self.constrained else "off",
-                          budget, f"{self.demos}shot"])
+        fp = _identity.arm_fingerprint(self.task, self.model, self.layout, self.layout_version, self.syntax,
+                                       self.options, json.loads(self.demo_rows))
+        return _identity.arm_id(self.task, self.model, self.layout, self.syntax, self.constrained, self.budget,
+                                self.demos, fp)
 
     def record(self) -> dict[str, Any]:
-        return {**asdict(self), "id": self.id, "constrained": int(self.constrained)}
+        config = {"layout_version": self.layout_version, "options": self.options.model_dump(),
+                  "demo_rows": json.loads(self.demo_rows)}
+        fields = {k: v for k, v in asdict(self).items() if k != "demo_rows"}
+        return {**fields, "id": self.id, "constrained": int(self.constrained), "config": config}
+
+    def predictor(self, signature: type, backend: Any) -> Predictor:
+        """The Predictor that runs this arm."""
+        options: dict[str, Any] = {"constrained": self.constrained}
+        if self.budget is not None:
+            options["max_thinking_tokens"] = self.budget
+        return Predictor(signature, layout=self.layout, syntax=self.syntax, model=backend,
+                         demos=json.loads(self.demo_rows), **options)
 
 
 def build_grid(task: str, models: Sequence[str], layouts: Sequence[str] | None, syntaxes: Sequence[str],
-               constrained: Sequence[bool], budgets: Sequence[int | None], demos: int = 0) -> list[Arm]:
+               constrained: Sequence[bool], budgets: Sequence[int | None], demos: list[dict] | None = None) -> list[Arm]:
     """Every combination; a layout without a requested syntax uses its own; no duplicate arms."""
     layouts = list(layouts or layout_names())
     for name in layouts:
         get_layout(name)  # unknown names fail here, before any model call
+    demo_rows = json.dumps(demos or [], default=str)
     arms: list[Arm] = []
     for model in models:
         for name in layouts:
@@ -67,16 +93,13 @@ def build_grid(task: str, models: Sequence[str], layouts: Sequence[str] | None, 
                 has_region = get_layout(name, s).has_reasoning
                 for c in constrained:
                     for budget in (budgets if has_region else [None]):
-                        arm = Arm(task, model, name, s, c, budget, demos)
+                        arm = Arm(task, model, name, s, c, budget, len(demos or []), demo_rows)
                         if arm not in arms:
                             arms.append(arm)
     return arms
 
 
-def call_hash(model: str, messages: list[dict], lark: str | None, options: GenerateOptions) -> str:
-    payload = json.dumps({"model": model, "messages": messages, "constraint": lark,
-                          "options": options.model_dump()}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+call_hash = _identity.call_hash
 
 
 def versions() -> dict[str, str]:
@@ -112,67 +135,86 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
              budgets: Sequence[int | None] = (None,), store: str | Path | None = None, limit: int | None = None,
              sample: int | None = None, seed: int = 0, demos: list[dict] | None = None, margin: float = 0.02,
              progress: Progress | None = None) -> dict[str, Any]:
-    """Run the grid and return the summary (per arm, pairwise comparisons, recommendation)."""
-    backends: dict[str, Backend] = {}
+    """Run the grid and return the summary (per arm, pairwise comparisons, recommendation).
+
+    The store must hold no other definition of the task (ConfigError otherwise, before any call); the
+    task's rows become its current data; a row (by identity and content) with a final outcome for an arm
+    is not run again, and a stored call is reused."""
+    backends: dict[str, Backend | str] = {}  # model identity -> a backend, or the spec to build one from
     names: list[str] = []
     for m in models:
         if isinstance(m, str):
             _check_model(m)
-            names.append(m)
+            key = _models.model_key(m)
+            backends.setdefault(key, m)
         else:
-            name = getattr(m, "label", None) or m.name
-            backends[name] = m
-            names.append(name)
+            key = getattr(m, "label", None) or m.name
+            backends[key] = m
+        if key not in names:
+            names.append(key)
     if not names:
         raise ConfigError("no model given", hint="pass --model NAME (repeatable)")
     default_budget = GenerateOptions().max_thinking_tokens
     budgets = [default_budget if b is None else b for b in budgets]
-    arms = build_grid(task.name, names, layouts, syntaxes, constrained, budgets, len(demos or []))
+    arms = build_grid(task.name, names, layouts, syntaxes, constrained, budgets, demos)
     rows = task.rows(limit=limit, sample=sample, seed=seed)
     db = Store(store or default_store(task.name))
     try:
+        definition = task.definition()
+        db.check_definition(task.name, definition)
         db.add_run(task.name, {"models": names, "layouts": list(layouts or layout_names()), "syntaxes": list(syntaxes),
                                "constrained": list(constrained), "budgets": budgets, "limit": limit,
                                "sample": sample, "seed": seed, "demos": len(demos or []), "labels": task.labels,
                                "output": task.output, "metric": task.metric_name, "bad_rows": task.bad_rows,
-                               "signature": task.signature.to_spec(), "demo_rows": demos or []},
-                   versions())
-        db.add_rows(task.name, rows)
+                               "signature": task.signature.to_spec(), "demo_rows": demos or [],
+                               "rows": len(task.all_rows), "keyed_by_id": task.keyed_by_id}, versions())
+        db.set_rows(task.name, task.all_rows)
         for arm in arms:
             db.add_arm(arm.record())
-            _run_arm(arm, task, rows, db, backends, demos or [], progress)
-        return summarize(db, task.name, [a.id for a in arms], {r.id for r in rows}, margin, seed)
+            _run_arm(arm, task, rows, db, backends, progress)
+        return summarize(db, task.name, [a.id for a in arms], {r.key for r in rows}, margin, seed)
     finally:
         db.close()
 
 
-def _run_arm(arm: Arm, task: Task, rows: list[Row], db: Store, backends: dict[str, Backend],
-             demos: list[dict], progress: Progress | None) -> None:
+def _run_arm(arm: Arm, task: Task, rows: list[Row], db: Store, backends: dict[str, Backend | str],
+             progress: Progress | None) -> None:
     done = db.done_rows(arm.id)
-    todo = [r for r in rows if r.id not in done]
+    todo = [r for r in rows if done.get(r.key) != r.hash]
     if progress:
         progress.arm_started(arm, len(rows), len(rows) - len(todo))
     if todo:
-        if arm.model not in backends:
-            backends[arm.model] = _models.resolve(arm.model)
+        if isinstance(backends[arm.model], str):
+            backends[arm.model] = _models.resolve(backends[arm.model])
         backend = backends[arm.model]
-        options: dict[str, Any] = {"constrained": arm.constrained}
-        if arm.budget is not None:
-            options["max_thinking_tokens"] = arm.budget
-        predictor = Predictor(task.signature, layout=arm.layout, syntax=arm.syntax, model=backend, demos=demos,
-                              **options)
+        predictor = arm.predictor(task.signature, backend)
         jobs = [_prepare(arm, row, predictor, db) for row in todo]
+        # Identical calls (identical rows) are made once: the first is the leader, the rest reuse its reply.
+        leaders: dict[str, _Job] = {}
+        followers: dict[str, list[_Job]] = {}
+        for job in jobs:
+            if job.cached is None and job.hash in leaders:
+                followers.setdefault(job.hash, []).append(job)
+            else:
+                leaders.setdefault(job.hash, job)
+
+        def finish(job: _Job, gen: Generation | BackendError) -> None:
+            _report(progress, arm, _record(arm, task, predictor, db, job, gen))
+            for other in followers.pop(job.hash, []):
+                if isinstance(gen, Generation):
+                    other.cached = gen
+                _report(progress, arm, _record(arm, task, predictor, db, other, gen))
+
         workers = getattr(backend, "concurrency", 1)
         if workers <= 1:
-            for job in jobs:
-                _report(progress, arm, _record(arm, task, predictor, db, job, _call(predictor, job)))
+            for job in leaders.values():
+                finish(job, _call(predictor, job))
         else:  # calls in flight at once; every store write stays on this thread
             pool = ThreadPoolExecutor(max_workers=workers)
             try:
-                futures = {pool.submit(_call, predictor, job): job for job in jobs}
+                futures = {pool.submit(_call, predictor, job): job for job in leaders.values()}
                 for future in as_completed(futures):
-                    job = futures[future]
-                    _report(progress, arm, _record(arm, task, predictor, db, job, future.result()))
+                    finish(futures[future], future.result())
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
     if progress:
@@ -221,7 +263,7 @@ def _call(predictor: Predictor, job: _Job) -> Generation | BackendError:
 
 
 def _record(arm: Arm, task: Task, predictor: Predictor, db: Store, job: _Job, gen: Generation | BackendError) -> dict:
-    base = {"arm_id": arm.id, "row_id": job.row.id, "call_hash": job.hash, "outputs": None, "thoughts": None,
+    base = {"arm_id": arm.id, "row_key": job.row.key, "row_hash": job.row.hash, "call_hash": job.hash, "outputs": None, "thoughts": None,
             "raw": None, "score": None, "prompt_tokens": None, "reasoning_tokens": None, "answer_tokens": None,
             "seconds": None, "estimated": 0, "order_violated": 0, "error": None}
     if isinstance(gen, BackendError):
@@ -241,14 +283,13 @@ def _record(arm: Arm, task: Task, predictor: Predictor, db: Store, job: _Job, ge
                   "score": 0.0}
     result.update(prompt_tokens=u.prompt_tokens, reasoning_tokens=u.reasoning_tokens, answer_tokens=u.answer_tokens,
                   seconds=u.seconds, estimated=int(u.estimated))
-    with db.db:  # the call and its outcome land together, or not at all
-        db.db.execute("BEGIN")
-        if job.cached is None:
-            db.add_call(job.hash, {
-                "model": arm.model, "messages": json.dumps(job.messages), "options": predictor.options.model_dump_json(),
-                "constraint_lark": job.constraint.lark if job.constraint else None, "text": gen.text,
-                "reasoning": gen.reasoning, "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                "reasoning_tokens": gen.reasoning_tokens, "seconds": gen.seconds, "estimated": int(gen.estimated),
-                "closed_by": gen.closed_by, "retries": gen.retries, "finish_reason": gen.finish_reason})
-        db.add_result(result)
+    call = None
+    if job.cached is None:
+        call = (job.hash, {
+            "model": arm.model, "messages": json.dumps(job.messages), "options": predictor.options.model_dump_json(),
+            "constraint_lark": job.constraint.lark if job.constraint else None, "text": gen.text,
+            "reasoning": gen.reasoning, "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+            "reasoning_tokens": gen.reasoning_tokens, "seconds": gen.seconds, "estimated": int(gen.estimated),
+            "closed_by": gen.closed_by, "retries": gen.retries, "finish_reason": gen.finish_reason})
+    db.record(call, result)  # the call and its outcome land together, or not at all
     return result

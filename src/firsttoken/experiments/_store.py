@@ -1,12 +1,14 @@
 """The run store: one SQLite file (WAL mode) holding every call, reply, outcome and count.
 
 Schema changes are named, append-only migrations (``m001_initial``, ``m002_...``) recorded in the
-``migrations`` table; a store is migrated forward when opened. Each row's result is committed on its own,
-so a process killed mid-run loses at most the call in flight.
+``migrations`` table; a store is migrated forward when opened (a read-only store must already be current).
+Each row's result is committed on its own, so a process killed mid-run loses at most the calls in flight.
 
-Tables: ``runs`` (each invocation: task, configuration, library versions), ``arms`` (one per model x layout
-x syntax x constrained x budget), ``rows`` (task rows), ``calls`` (model calls by hash of model, messages,
-constraint and options: the cache), ``results`` (one per arm and row: outcome, parsed outputs, tokens).
+Tables: ``tasks`` (one definition per task name, with its fingerprint), ``runs`` (each invocation: task,
+configuration, library versions), ``arms`` (id = readable axes + a fingerprint of everything that changes a
+reply, see ``_identity``), ``rows`` (every row ever seen, by identity key; ``position`` is set only for the
+rows of the task's current data, in order), ``calls`` (model calls by hash: the cache), ``results`` (one per
+arm and row key, with the content hash of the row it was scored for: a result for an edited row is stale).
 """
 
 from __future__ import annotations
@@ -14,12 +16,26 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._errors import DataError
+from .._errors import ConfigError, DataError
+from . import _identity
 
-MIGRATIONS: list[tuple[str, str]] = [
+RESULT_COLUMNS = ("arm_id", "row_key", "row_hash", "call_hash", "outcome", "outputs", "thoughts", "raw", "score",
+                  "prompt_tokens", "reasoning_tokens", "answer_tokens", "seconds", "estimated", "order_violated",
+                  "error", "created")
+
+
+def _m003_identity(db: sqlite3.Connection) -> None:
+    """Rows by content, arms by what changes a reply, one definition per task (see ``_identity``)."""
+    from . import _migrate_m003
+
+    _migrate_m003.run(db)
+
+
+MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", """
         CREATE TABLE runs (id INTEGER PRIMARY KEY, started REAL, task TEXT, config TEXT, versions TEXT);
         CREATE TABLE arms (id TEXT PRIMARY KEY, task TEXT, model TEXT, layout TEXT, syntax TEXT,
@@ -38,52 +54,104 @@ MIGRATIONS: list[tuple[str, str]] = [
     """),
     ("m002_call_retries", """ALTER TABLE calls ADD COLUMN retries INTEGER DEFAULT 0;
                              ALTER TABLE calls ADD COLUMN finish_reason TEXT DEFAULT 'stop';"""),
+    ("m003_identity", _m003_identity),
 ]
 
 OUTCOMES = ("correct", "wrong", "parse_failure", "backend_error")
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            if readonly:
+                if not self.path.is_file():
+                    raise DataError(f"{self.path}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
+            self._migrate(readonly)
         except sqlite3.DatabaseError as e:
             raise DataError(f"{self.path}: not a firsttoken store ({e})",
                             hint="give --store a new file name, or the .db an earlier run wrote") from None
 
-    def _migrate(self) -> None:
+    def _migrate(self, readonly: bool) -> None:
+        if readonly:
+            done = {r[0] for r in self.db.execute("SELECT name FROM migrations")}
+            pending = [name for name, _ in MIGRATIONS if name not in done]
+            if pending:
+                raise DataError(f"{self.path}: the store needs upgrading ({', '.join(pending)}) and was opened "
+                                "read-only", hint=f"upgrade it once with `firsttoken report {self.path}`")
+            return
         self.db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL)")
         done = {r[0] for r in self.db.execute("SELECT name FROM migrations")}
-        for name, sql in MIGRATIONS:
-            if name not in done:
-                self.db.executescript(f"BEGIN; {sql} INSERT INTO migrations VALUES ('{name}', {time.time()}); COMMIT;")
+        for name, step in MIGRATIONS:
+            if name in done:
+                continue
+            with self.transaction():
+                if callable(step):
+                    step(self.db)
+                else:
+                    for statement in filter(str.strip, step.split(";")):
+                        self.db.execute(statement)
+                self.db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+
+    def transaction(self) -> Any:
+        """``with store.transaction():`` — everything inside lands together, or not at all."""
+        return _Transaction(self.db)
 
     def close(self) -> None:
         self.db.close()
 
+    # --- the task's definition --------------------------------------------------------------------
+    def check_definition(self, task: str, definition: dict[str, Any]) -> None:
+        """Record the task's definition, or refuse one that differs from the definition stored for it."""
+        fingerprint = _identity.digest(definition)[:16]
+        stored = self.db.execute("SELECT fingerprint, definition FROM tasks WHERE name = ?", (task,)).fetchone()
+        if stored is None:
+            self.db.execute("INSERT INTO tasks VALUES (?, ?, ?)", (task, fingerprint, json.dumps(definition)))
+            return
+        if stored["fingerprint"] == fingerprint:
+            return
+        if stored["definition"] is None:
+            raise ConfigError(f"{self.path}: task {task!r} was stored by an older firsttoken that could not record "
+                              "its definition, so new results could not be told apart from old ones",
+                              hint=f"pass --store NEW.db (or move {self.path} away)")
+        what = _identity.changed_parts(json.loads(stored["definition"]), definition) or ["definition"]
+        raise ConfigError(f"{self.path} holds task {task!r} with other {', '.join(what)}: its results would not be "
+                          "comparable with the new ones",
+                          hint=f"pass --store NEW.db to evaluate the new definition, or undo the change to add to "
+                               f"this store")
+
+    def definition(self, task: str) -> dict[str, Any] | None:
+        r = self.db.execute("SELECT definition FROM tasks WHERE name = ?", (task,)).fetchone()
+        return json.loads(r[0]) if r and r[0] else None
+
     # --- writing ----------------------------------------------------------------------------------
     def add_run(self, task: str, config: dict, versions: dict) -> int:
         cur = self.db.execute("INSERT INTO runs (started, task, config, versions) VALUES (?, ?, ?, ?)",
-                              (time.time(), task, json.dumps(config), json.dumps(versions)))
+                              (time.time(), task, json.dumps(config, default=str), json.dumps(versions)))
         return int(cur.lastrowid)
 
     def add_arm(self, arm: dict) -> None:
         self.db.execute("INSERT OR IGNORE INTO arms VALUES (:id, :task, :model, :layout, :syntax, :constrained,"
                         " :budget, :demos, :config)", {**arm, "config": json.dumps(arm.get("config", {}))})
 
-    def add_rows(self, task: str, rows: list[Any]) -> None:
-        with self.db:
-            self.db.execute("BEGIN")
-            for i, r in enumerate(rows):
-                self.db.execute("INSERT OR IGNORE INTO rows VALUES (?, ?, ?, ?, ?, ?)",
-                                (task, r.id, i, json.dumps(r.inputs, default=str),
-                                 json.dumps(r.expected, default=str), r.difficulty))
+    def set_rows(self, task: str, rows: list[Any]) -> None:
+        """Make ``rows`` the task's current data, in this order (rows seen before stay, without a position)."""
+        with self.transaction():
+            self.db.execute("UPDATE rows SET position = NULL WHERE task = ?", (task,))
+            self.db.executemany(
+                "INSERT INTO rows (task, key, hash, display_id, position, inputs, expected, difficulty) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task, key) DO UPDATE SET hash = excluded.hash, "
+                "display_id = excluded.display_id, position = excluded.position, inputs = excluded.inputs, "
+                "expected = excluded.expected, difficulty = excluded.difficulty",
+                [(task, r.key, r.hash, r.id, i, json.dumps(r.inputs, default=str), json.dumps(r.expected, default=str),
+                  r.difficulty) for i, r in enumerate(rows)])
 
     def add_call(self, h: str, record: dict) -> None:
         row = {**record, "hash": h, "created": time.time()}
@@ -91,34 +159,52 @@ class Store:
                         row)
 
     def add_result(self, result: dict) -> None:
-        """One row's outcome for one arm; replaces an earlier backend_error for the same pair."""
-        self.db.execute("INSERT OR REPLACE INTO results VALUES (:arm_id, :row_id, :call_hash, :outcome, :outputs,"
-                        " :thoughts, :raw, :score, :prompt_tokens, :reasoning_tokens, :answer_tokens, :seconds,"
-                        " :estimated, :order_violated, :error, :created)", {**result, "created": time.time()})
+        """One row's outcome for one arm; replaces an earlier one for the same pair (a retried backend error,
+        or a result scored for an earlier version of the row)."""
+        values = {**result, "created": time.time()}
+        self.db.execute(f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) "
+                        f"VALUES ({', '.join(':' + c for c in RESULT_COLUMNS)})", values)
+
+    def record(self, call: tuple[str, dict] | None, result: dict) -> None:
+        """A new call (if any) and the row's result, in one transaction."""
+        with self.transaction():
+            if call is not None:
+                self.add_call(*call)
+            self.add_result(result)
 
     # --- reading ----------------------------------------------------------------------------------
     def call(self, h: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM calls WHERE hash = ?", (h,)).fetchone()
 
-    def done_rows(self, arm_id: str) -> set[str]:
-        """Rows of an arm with a final outcome (backend errors are retried, so they do not count)."""
-        return {r[0] for r in self.db.execute(
-            "SELECT row_id FROM results WHERE arm_id = ? AND outcome != 'backend_error'", (arm_id,))}
+    def done_rows(self, arm_id: str) -> dict[str, str]:
+        """Row key -> the content hash it was scored for, for rows of an arm with a final outcome (backend
+        errors are retried, so they do not count)."""
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT row_key, row_hash FROM results WHERE arm_id = ? AND outcome != 'backend_error'", (arm_id,))}
 
-    def row_ids(self, task: str) -> list[str]:
-        """The task's registered rows (every row a run planned, before its first call), in run order."""
-        return [r[0] for r in self.db.execute("SELECT row_id FROM rows WHERE task = ? ORDER BY position", (task,))]
+    def row_keys(self, task: str) -> list[str]:
+        """The keys of the task's current data (what its last run was given), in order."""
+        return [r[0] for r in self.db.execute(
+            "SELECT key FROM rows WHERE task = ? AND position IS NOT NULL ORDER BY position", (task,))]
+
+    def first_row(self, task: str) -> dict[str, Any] | None:
+        r = self.db.execute("SELECT inputs FROM rows WHERE task = ? AND position IS NOT NULL ORDER BY position LIMIT 1",
+                            (task,)).fetchone()
+        return json.loads(r[0]) if r else None
 
     def arms(self, task: str | None = None) -> list[dict]:
         q = "SELECT * FROM arms" + (" WHERE task = ?" if task else "") + " ORDER BY rowid"
         return [dict(r) for r in self.db.execute(q, (task,) if task else ())]
 
     def results(self, arm_id: str) -> list[dict]:
+        """The arm's results for the rows of its task's current data, as they are now (``row_id`` is the
+        row's display id, ``row_key`` its identity). Results for rows no longer in the data, or scored for an
+        earlier version of a row, are kept in the store but not returned."""
         return [dict(r) for r in self.db.execute(
-            "SELECT results.*, rows.difficulty, rows.expected, rows.inputs FROM results "
+            "SELECT results.*, rows.display_id AS row_id, rows.difficulty, rows.expected, rows.inputs FROM results "
             "JOIN arms ON arms.id = results.arm_id "
-            "LEFT JOIN rows ON rows.task = arms.task AND rows.row_id = results.row_id "
-            "WHERE arm_id = ? ORDER BY rows.position", (arm_id,))]
+            "JOIN rows ON rows.task = arms.task AND rows.key = results.row_key AND rows.hash = results.row_hash "
+            "WHERE arm_id = ? AND rows.position IS NOT NULL ORDER BY rows.position", (arm_id,))]
 
     def tasks(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT task FROM arms ORDER BY rowid")]
@@ -126,3 +212,18 @@ class Store:
     def last_run(self, task: str) -> dict | None:
         r = self.db.execute("SELECT * FROM runs WHERE task = ? ORDER BY id DESC LIMIT 1", (task,)).fetchone()
         return dict(r) if r else None
+
+    def counts(self) -> dict[str, int]:
+        """How many calls and results the store holds (tests and reruns check what a run added)."""
+        return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("calls", "results", "rows")}
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN")
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

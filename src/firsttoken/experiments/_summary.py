@@ -63,8 +63,8 @@ def _predicted(result: dict, output: str) -> str | None:
 
 def paired_scores(res_a: list[dict], res_b: list[dict]) -> tuple[list[float], list[float]]:
     """0/1 correctness of two arms on the rows both answered (backend errors left out), in A's row order."""
-    sa = {r["row_id"]: float(r["outcome"] == "correct") for r in res_a if r["outcome"] != "backend_error"}
-    sb = {r["row_id"]: float(r["outcome"] == "correct") for r in res_b if r["outcome"] != "backend_error"}
+    sa = {r["row_key"]: float(r["outcome"] == "correct") for r in res_a if r["outcome"] != "backend_error"}
+    sb = {r["row_key"]: float(r["outcome"] == "correct") for r in res_b if r["outcome"] != "backend_error"}
     common = [k for k in sa if k in sb]
     return [sa[k] for k in common], [sb[k] for k in common]
 
@@ -143,13 +143,16 @@ def recommend(stats: list[dict], results: dict[str, list[dict]], margin: float, 
     return {**base, "status": "recommended", "arm": chosen["arm"], "label": chosen["label"], "reason": reason}
 
 
-def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_ids: set[str] | None = None,
+def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_keys: set[str] | None = None,
               margin: float = 0.02, seed: int = 0) -> dict[str, Any]:
+    """The numbers for the task's arms (``arm_ids``: these only) on the rows of its current data
+    (``row_keys``: these only); results for rows no longer in the data, or for an earlier version of a row,
+    are left out (see ``Store.results``)."""
     run = store.last_run(task) or {"config": "{}"}
     config = json.loads(run["config"])
     labels, output = config.get("labels"), config.get("output")
     arms = [a for a in store.arms(task) if arm_ids is None or a["id"] in arm_ids]
-    results = {a["id"]: [r for r in store.results(a["id"]) if row_ids is None or r["row_id"] in row_ids]
+    results = {a["id"]: [r for r in store.results(a["id"]) if row_keys is None or r["row_key"] in row_keys]
                for a in arms}
     stats = [arm_stats(a, results[a["id"]], labels, output) for a in arms]
     comparisons = [c for a, b in combinations(arms, 2)

@@ -18,15 +18,20 @@ from typing import Any, Literal
 
 from .._errors import ConfigError, DataError
 from .._signature import Signature
-from . import _metrics
+from . import _identity, _metrics
 
 
 @dataclass
 class Row:
+    """One row. ``id`` is what reports quote (a line number, a generated name, an ``--id`` value); ``key``
+    identifies the row in a store and ``hash`` is its content (both set by the Task, see ``_identity``)."""
+
     id: str
     inputs: dict[str, Any]
     expected: Any
     difficulty: float | None = None
+    key: str = field(default="", compare=False)
+    hash: str = field(default="", compare=False)
 
 
 @dataclass
@@ -41,24 +46,31 @@ class Task:
     labels: list[str] | None = None
     bad_rows: int = 0
     demo_pool: list[dict[str, Any]] = field(default_factory=list)
+    keyed_by_id: bool = False  # rows identified by their ``id`` (``--id COLUMN``), not by their content
 
     def __post_init__(self) -> None:
         self.metric = _metrics.get_metric(self.metric_name)
+        _identity.assign_keys(self.all_rows, self.keyed_by_id)
+
+    def definition(self) -> dict[str, Any]:
+        """What decides the question and its scoring (see ``_identity``); stored with every run."""
+        return _identity.task_definition(self.signature, self.output, self.metric_name, self.labels)
 
     def score(self, row: Row, outputs: dict[str, Any]) -> float:
         return float(self.metric(row.expected, outputs[self.output]))
 
     def rows(self, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[Row]:
-        rows = self.all_rows
-        if sample is not None:
-            rows = sorted(random.Random(seed).sample(rows, min(sample, len(rows))),
-                          key=lambda r: self.all_rows.index(r))
-        if limit is not None:
-            rows = rows[:limit]
-        return rows
+        rows = sample_rows(self.all_rows, sample, seed) if sample is not None else self.all_rows
+        return rows[:limit] if limit is not None else rows
 
     def has_difficulty(self) -> bool:
         return any(r.difficulty is not None for r in self.all_rows)
+
+
+def sample_rows(rows: list[Any], n: int, seed: int) -> list[Any]:
+    """``n`` rows drawn with ``seed``, kept in their order (the same draw from the same rows, anywhere)."""
+    order = {id(r): i for i, r in enumerate(rows)}
+    return sorted(random.Random(seed).sample(rows, min(n, len(rows))), key=lambda r: order[id(r)])
 
 
 def _decode(path: Path) -> str:
@@ -134,13 +146,15 @@ def read_records(path: Path, skip_bad: bool = False) -> tuple[list[tuple[int, di
 
 def file_task(path: str | Path, inputs: list[str], output: str, metric: str = "exact",
               labels: list[str] | None = None, labels_from: str | None = None, instructions: str | None = None,
-              skip_bad_rows: bool = False, name: str | None = None) -> Task:
-    """A task from a data file: ``inputs`` columns in, ``output`` column expected."""
+              skip_bad_rows: bool = False, name: str | None = None, id_column: str | None = None) -> Task:
+    """A task from a data file: ``inputs`` columns in, ``output`` column expected.
+
+    Rows are identified by their content, or by ``id_column`` (whose values must be unique)."""
     path = Path(path)
     if not inputs:
         raise ConfigError("no input columns", hint="pass --inputs col1,col2")
     records, bad = read_records(path, skip_bad_rows)
-    columns = [*inputs, output] + ([labels_from] if labels_from else [])
+    columns = [*inputs, output] + ([labels_from] if labels_from else []) + ([id_column] if id_column else [])
     good: list[tuple[int, dict[str, Any]]] = []
     for line_no, record in records:
         missing = [c for c in columns if c not in record]
@@ -178,9 +192,24 @@ def file_task(path: str | Path, inputs: list[str], output: str, metric: str = "e
     sig = Signature.make(_class_name(task_name), instructions or
                          f"Given the {', '.join(inputs)}, give the {output}.", {c: str for c in inputs},
                          {output: out_type})
-    rows = [Row(str(line_no), {c: rec[c] for c in inputs}, rec[output],
+    if id_column:
+        _check_unique(path, id_column, good)
+    rows = [Row(str(rec[id_column]) if id_column else str(line_no), {c: rec[c] for c in inputs}, rec[output],
                 _difficulty(rec.get("difficulty"))) for line_no, rec in good]
-    return Task(task_name, sig, output, metric, rows, labels, bad)
+    return Task(task_name, sig, output, metric, rows, labels, bad, keyed_by_id=bool(id_column))
+
+
+def _check_unique(path: Path, column: str, records: list[tuple[int, dict[str, Any]]]) -> None:
+    first: dict[str, int] = {}
+    for line_no, rec in records:
+        value = str(rec[column])
+        if value.strip() == "":
+            raise DataError(f"{path}:{line_no}: empty id in column {column!r}", hint="give every row an id, or drop --id")
+        if value in first:
+            raise DataError(f"{path}:{line_no}: id {value!r} in column {column!r} is also on line {first[value]}",
+                            hint=f"ids in --id {column} must be unique; fix the file, or drop --id to identify "
+                                 "rows by their content")
+        first[value] = line_no
 
 
 def _class_name(name: str) -> str:

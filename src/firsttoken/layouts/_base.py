@@ -82,6 +82,9 @@ class Layout:
     description: ClassVar[str]
     syntaxes: ClassVar[tuple[str, ...]] = ("json",)
     own_fields: ClassVar[tuple[str, ...]] = ()  # names an output field may not take
+    # Part of every arm's identity: raise it when the prompt, grammar or parser changes, so that stores
+    # never answer for an older version (tests/test_layout_versions.py pins each prompt and grammar).
+    version: ClassVar[int] = 1
 
     def __init__(self, syntax: str | None = None):
         syntax = syntax or self.syntaxes[0]
