@@ -131,7 +131,7 @@ def verify(model: str, name: str, limit: int | None) -> int:
         res = _eval(cmd)
         if res.returncode:
             return res.returncode
-        fresh, kept = Store(fresh_path), Store(store(model, name))
+        fresh, kept = Store(fresh_path), Store(store(model, name), readonly=True)
         try:
             same = 0
             mismatches, differ_text = [], []
