@@ -59,8 +59,9 @@ FAULTS = ("reset", "429", "500", "stall", "truncate")
 class FaultProxy:
     """Forwards HTTP/1.1 requests to ``upstream``; faults a share of them (one request per connection).
 
-    Faults: reset the connection, 429 with Retry-After, 500, stall past the client's timeout, or forward the
-    upstream response with its body cut short. ``log`` records (fault or "ok", request path) per request.
+    Faults: reset the connection, 429 with Retry-After, 500, stall past the client's timeout, forward the
+    upstream response with its body cut short; by plan only: "malformed" (a 200 whose body is not JSON) and
+    "echo_auth" (a 401 whose body quotes the request's Authorization header, as some proxies do). ``log`` records (fault or "ok", request path) per request.
     """
 
     def __init__(self, upstream: str, rate: float = 0.0, seed: int = 0, stall: float = 3.0, retry_after: str = "0",
@@ -128,6 +129,14 @@ class FaultProxy:
                 body = b'{"error": {"message": "injected"}}'
                 extra = f"retry-after: {self.retry_after}\r\n" if fault == "429" else ""
                 conn.sendall(f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: "
+                             f"{len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
+                return
+            if fault in ("malformed", "echo_auth"):  # a 200 whose body is not JSON; a 401 quoting the request
+                auth = next((ln for ln in request.split(b"\r\n") if ln.lower().startswith(b"authorization:")), b"")
+                status, body = (("200 OK", b'{"id": "x", "choices": [') if fault == "malformed" else
+                                ("401 Unauthorized", b'{"error": {"message": "bad key; you sent ' +
+                                 auth.replace(b'"', b"'") + b'"}}'))
+                conn.sendall(f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: "
                              f"{len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
                 return
             if fault == "stall":

@@ -153,9 +153,9 @@ def resolve(spec: str) -> Any:
 
 
 _OPENAI_OPTIONS = {"schema_mode": str, "concurrency": int, "api_key_env": str, "timeout": float,
-                   "max_retries": int, "unreachable_after": float}
+                   "max_retries": int, "unreachable_after": float, "deadline": float}
 # Options that change how a reply is fetched, never what it says: not part of a model's identity.
-_FETCH_ONLY = {"concurrency", "api_key_env", "timeout", "max_retries", "unreachable_after"}
+_FETCH_ONLY = {"concurrency", "api_key_env", "timeout", "max_retries", "unreachable_after", "deadline"}
 
 
 def _parse_openai(spec: str) -> tuple[str, str, dict[str, Any]]:

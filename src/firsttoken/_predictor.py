@@ -12,10 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
-from ._errors import ConfigError, FirstTokenError, ParseError
+from ._errors import BackendError, ConfigError, FirstTokenError, ParseError
 from ._options import OPTION_NAMES, GenerateOptions, make_options
 from ._prediction import Prediction, Usage
 from ._signature import Signature
+from ._text import redact
 from .backends import Backend, Generation, estimate_tokens
 from .layouts import Constraint, Layout, Parsed, get_layout
 
@@ -72,11 +73,22 @@ class Predictor:
         inputs, options = self.split_kwargs(kwargs)
         messages = self.messages(**inputs)
         constraint = self.constraint if options.constrained else None
-        if on_text is None:
-            gen = self.model.generate(messages, constraint, options)
-        else:
-            gen = self.model.generate(messages, constraint, options, on_text=on_text)
-        return self.finish(gen)
+        return self.finish(self.generate(messages, constraint, options, on_text))
+
+    def generate(self, messages: list[dict[str, str]], constraint: Constraint | None, options: GenerateOptions,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
+        """The one place a backend is called: anything it raises that is not a firsttoken error (a bug in a
+        plugin, a library's own exception) becomes a BackendError, so a run records it and goes on."""
+        try:
+            if on_text is None:
+                return self.model.generate(messages, constraint, options)
+            return self.model.generate(messages, constraint, options, on_text=on_text)
+        except FirstTokenError:
+            raise
+        except Exception as e:
+            label = getattr(self.model, "label", None) or getattr(self.model, "name", "backend")
+            raise BackendError(redact(f"{label}: {type(e).__name__}: {e}"),
+                               hint="the backend failed on this call; rerun to retry it") from e
 
     def batch(self, rows: list[dict[str, Any]], concurrency: int | None = None,
               **options: Any) -> list[Prediction | FirstTokenError]:

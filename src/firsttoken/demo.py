@@ -20,6 +20,7 @@ from rich.text import Text
 
 from . import _models
 from ._predictor import Predictor
+from ._text import markup, terminal_safe
 from .experiments import Store, evaluate, versus
 from .experiments._report import html_page, markdown
 from .tasks import arithmetic_task, products_task
@@ -32,7 +33,7 @@ QUICK = {"per_difficulty": 3, "products": 6, "budget": 192, "products_budget": 9
 def side_by_side(backend: Any, console: Console, budget: int) -> None:
     question, answer = problem(random.Random(7), 4)
     console.print(Text("One question, two layouts", style="bold"))
-    console.print(Text(question), Text(f"(correct answer: {answer})", style="dim"))
+    console.print(Text(question), Text(f"(correct answer: {answer})", style="dim"))  # generated: no controls
     table = Table(show_lines=True, expand=True)
     cells = []
     for layout in ("direct", "work_then_answer"):
@@ -40,7 +41,7 @@ def side_by_side(backend: Any, console: Console, budget: int) -> None:
         pred = Predictor(Arithmetic, layout=layout, model=backend, max_thinking_tokens=budget)(question=question)
         right = pred.answer == answer
         u = pred.usage
-        cells.append(Text.assemble((f"{pred.thoughts}\n\n" if pred.thoughts else "", "dim"), "answer = ",
+        cells.append(Text.assemble((terminal_safe(f"{pred.thoughts}\n\n") if pred.thoughts else "", "dim"), "answer = ",
                                    (str(pred.answer), "bold"), " (", ("right", "green") if right else ("wrong", "red"),
                                    ")\n", (f"{u.reasoning_tokens} reasoning + {u.answer_tokens} answer tokens, "
                                             f"{u.seconds:.1f} s", "dim")))
@@ -63,24 +64,24 @@ def run_demo(model: str = _models.DEFAULT_MODEL, quick: bool = False, runs: Path
                   f"thinking budget {size['budget']} tokens:")
     summaries = [evaluate(arithmetic, [backend], ["direct", "thoughts_first", "work_then_answer"],
                           budgets=[size["budget"]], store=store, progress=progress)]
-    console.print(markdown(summaries[0]), markup=False)
+    console.print(terminal_safe(markdown(summaries[0])), markup=False)
     _say_direct_vs_thinking(summaries[0], console)
     try:
         products = products_task()
     except Exception as e:  # the products file is optional for the demo
-        console.print(f"[dim]products slice skipped: {e}[/dim]")
+        console.print(f"[dim]products slice skipped: {markup(e)}[/dim]")
     else:
         console.print(f"\n[bold]Products[/bold] (the founding example), {size['products']} items:")
         summaries.append(evaluate(products, [backend], ["direct", "thoughts_first"], budgets=[size["products_budget"]],
                                   store=store, sample=size["products"], seed=0, progress=progress))
-        console.print(markdown(summaries[-1]), markup=False)
+        console.print(terminal_safe(markdown(summaries[-1])), markup=False)
     report = runs / ("demo-quick.html" if quick else "demo.html")
     db = Store(store)
     try:
         report.write_text(html_page(summaries, db))
     finally:
         db.close()
-    console.print(f"\nHTML report: {report.resolve()}")
+    console.print(terminal_safe(f"\nHTML report: {report.resolve()}"), markup=False)
     if quick:
         console.print("[yellow]Quick sample: too small to decide anything. Run `firsttoken demo` for evidence.[/yellow]")
     return {"summaries": summaries, "report": str(report), "store": str(store)}

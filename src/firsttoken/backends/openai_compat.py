@@ -29,8 +29,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import BackendError, ConfigError, ContextOverflowError, UnreachableError
+from .._text import redact
 from .._options import GenerateOptions
 from ..layouts import Constraint
 from ._protocol import Generation, Messages, estimate_tokens
@@ -52,7 +54,7 @@ class OpenAICompatible:
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
                  client: Any = None, schema_mode: str = "json_schema", concurrency: int = 4, max_retries: int = 4,
                  backoff: float = 0.5, max_backoff: float = 30.0, unreachable_after: float = 120.0,
-                 label: str | None = None, extra_body: dict | None = None):
+                 deadline: float = 300.0, label: str | None = None, extra_body: dict | None = None):
         if schema_mode not in SCHEMA_MODES:
             raise ConfigError(f"unknown schema_mode {schema_mode!r}", hint=f"use one of: {', '.join(SCHEMA_MODES)}")
         if concurrency < 1 or max_retries < 0:
@@ -60,8 +62,10 @@ class OpenAICompatible:
         self.base_url, self.model, self.schema_mode = base_url, model, schema_mode
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff, self.max_backoff, self.unreachable_after = backoff, max_backoff, unreachable_after
-        self.timeout, self.extra_body = timeout, dict(extra_body or {})
-        self.label = label or f"{model}@{base_url}"
+        self.timeout, self.extra_body, self.deadline = timeout, dict(extra_body or {}), deadline
+        parts = urlsplit(base_url)
+        self.label = label or f"{model}@{urlunsplit(parts._replace(netloc=parts.netloc.rpartition('@')[2]))}"
+        self._secrets = [os.environ.get(api_key_env), parts.password]  # redacted from every error text
         self._down_since: float | None = None
         self._lock = threading.Lock()
         if client is None:
@@ -103,6 +107,7 @@ class OpenAICompatible:
                  on_text: Callable[[str], None] | None = None) -> Generation:
         kwargs = self.request(messages, constraint, options)
         retries = 0
+        waited = 0.0
         start = time.perf_counter()
         while True:
             try:
@@ -112,9 +117,15 @@ class OpenAICompatible:
                 self._note_failure(r.connection)
                 if retries >= self.max_retries:
                     raise BackendError(f"{self.label}: {r.why} (gave up after {retries + 1} attempts)",
-                                       hint="the server kept failing; retry later or raise max_retries") from None
-                delay = min(self.max_backoff, self.backoff * 2 ** retries) * random.uniform(0.5, 1.5)
-                time.sleep(max(delay, r.wait or 0.0))
+                                       hint="the server kept failing; rerun later to retry, or raise max_retries") from None
+                delay = max(min(self.max_backoff, self.backoff * 2 ** retries) * random.uniform(0.5, 1.5), r.wait or 0.0)
+                if waited + delay > self.deadline:  # the waits of one call are capped, whatever Retry-After says
+                    asked = f"the server asked to wait {r.wait:g} s; " if r.wait and r.wait > self.deadline - waited else ""
+                    raise BackendError(f"{self.label}: {r.why}; {asked}gave up after {retries + 1} attempts and "
+                                       f"{waited:.0f} s of waiting (deadline {self.deadline:g} s)",
+                                       hint="rerun later to retry, or raise ?deadline=SECONDS") from None
+                time.sleep(delay)
+                waited += delay
                 retries += 1
         gen = self._generation(response, time.perf_counter() - start, retries)
         if on_text:
@@ -132,14 +143,20 @@ class OpenAICompatible:
             raise _Retry(f"connection failed ({_cause(e)})", connection=True) from None
         except openai.APIStatusError as e:
             status = e.status_code
+            body = redact(_safe_body(e), self._secrets)
+            if status in (400, 422, 500) and kwargs.get("response_format") and _SCHEMA_REFUSED.search(body):
+                raise ConfigError(f"{self.label}: the server rejects response_format "
+                                  f"{kwargs['response_format']['type']!r} (HTTP {status}: {body[:160]})",
+                                  hint=_schema_hint(self.schema_mode)) from None
             if status == 429 or status >= 500:
                 raise _Retry(f"HTTP {status}", wait=_retry_after(e.response)) from None
-            body = _safe_body(e)
             if status == 400 and re.search(r"context|too long|exceed", body, re.I):
                 raise ContextOverflowError(f"{self.label}: HTTP 400: {body}") from None
             raise BackendError(f"{self.label}: HTTP {status}: {body}", hint=_hint_for(status)) from None
-        except openai.OpenAIError as e:  # a malformed or truncated response body, and the like
+        except openai.OpenAIError as e:  # a truncated response body, and the like
             raise _Retry(f"bad response ({type(e).__name__})") from None
+        except ValueError:  # a body that is not JSON (the client parses it with json.loads)
+            raise _Retry("malformed response body (not JSON)") from None
         with self._lock:
             self._down_since = None
         if not getattr(response, "choices", None):
@@ -183,10 +200,21 @@ def _gbnf(schema: dict) -> str:
     return json_schema_to_gbnf(json.dumps(schema))
 
 
+# A server that refuses the response_format itself (422; llama-cpp-python's server: 500 with a validation
+# error naming response_format): retrying cannot help, another schema_mode can.
+_SCHEMA_REFUSED = re.compile(r"response_format|json_schema|json_object", re.I)
+
+
+def _schema_hint(mode: str) -> str:
+    others = {"json_schema": "json_object (llama-cpp-python's server) or grammar (llama.cpp's llama-server)",
+              "json_object": "json_schema (vLLM, SGLang, Ollama, OpenAI) or grammar (llama.cpp's llama-server)"}
+    return f"add ?schema_mode= with {others.get(mode, 'json_schema or json_object')}, or none for no constraint"
+
+
 def _retry_after(response: Any) -> float | None:
     value = response.headers.get("retry-after") if response is not None else None
     try:
-        return min(float(value), 300.0) if value is not None else None
+        return max(float(value), 0.0) if value is not None else None
     except ValueError:
         return None
 
@@ -201,7 +229,7 @@ def _safe_body(e: Any) -> str:
     if isinstance(body, dict):
         body = body.get("message") or body.get("error") or body
     text = body if isinstance(body, str) else json.dumps(body, default=str) if body else e.__class__.__name__
-    return text[:300]
+    return " ".join(text.split())[:300]
 
 
 def _hint_for(status: int) -> str:

@@ -10,6 +10,7 @@ from .. import _models, _samples
 from .._errors import ConfigError
 from .._predictor import Predictor
 from .._signature import Signature
+from .._text import markup, terminal_safe
 from ..layouts import get_layout, layout_classes
 from ._app import app, out
 
@@ -24,13 +25,14 @@ def layouts(as_json: bool = typer.Option(False, "--json", help="print a JSON lis
         return
     sig = _samples.SampleClassify
     for cls in layout_classes():
-        out.print(f"[bold]{cls.name}[/bold] — {cls.description}  (syntaxes: {', '.join(cls.syntaxes)})")
+        out.print(f"[bold]{markup(cls.name)}[/bold] — {markup(cls.description)}  "
+                  f"(syntaxes: {markup(', '.join(cls.syntaxes))})")
         for syntax in cls.syntaxes:
             layout = get_layout(cls.name, syntax)
             reply = layout.render(sig, _samples.SAMPLE_OUTPUTS, _samples.SAMPLE_REASONING, _samples.SAMPLE_EXTRAS)
             out.print(f"  [dim]{syntax}:[/dim]")
             for line in reply.splitlines():
-                out.print(f"    {line}", markup=False)
+                out.print(terminal_safe(f"    {line}"), markup=False)
         out.print()
 
 
@@ -87,10 +89,11 @@ def ask(question: str = typer.Argument(..., help="the question"),
     if as_json:
         print(json.dumps(predictor(question=question).to_dict(), indent=2, ensure_ascii=False))
         return
-    pred = predictor(question=question, on_text=lambda text: out.print(text, style="dim", end="", markup=False))
+    pred = predictor(question=question,
+                     on_text=lambda text: out.print(terminal_safe(text), style="dim", end="", markup=False))
     out.print()
     for name, value in pred.outputs.items():
-        out.print(f"[bold]{name}[/bold] = {value!r}")
+        out.print(f"[bold]{name}[/bold] = {markup(repr(value))}")
     u = pred.usage
     out.print(f"[dim]tokens: prompt {u.prompt_tokens}, reasoning {u.reasoning_tokens}, answer {u.answer_tokens}"
               f"{' (estimated)' if u.estimated else ''}; {u.seconds:.1f} s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .._errors import ConfigError
+from .._text import markup, terminal_safe
 from ..experiments import Store, evaluate, file_task, load_demos, summarize
 from ..experiments._report import html_page, markdown
+from ..experiments._predict import same_file
 from ..experiments._runner import Arm
 from ..experiments._summary import arm_label
 from ..experiments._tasks import Task
@@ -40,6 +43,12 @@ def _ints(value: str | None, flag: str) -> list[int | None]:
         raise ConfigError(f"{flag} {value!r}: expected whole numbers", hint=f"e.g. {flag} 0,64,256") from None
 
 
+def check_margin(points: float) -> None:
+    if not math.isfinite(points) or not 0 <= points < 100:
+        raise ConfigError(f"--margin {points}: not a number of accuracy points from 0 to 100",
+                          hint="e.g. --margin 2 (the recommendation may give up 2 points for a cheaper arm)")
+
+
 class BarProgress:
     """One live bar per arm: rows done, running accuracy, tokens/s, ETA."""
 
@@ -54,7 +63,7 @@ class BarProgress:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=err)
             self.bar.start()
-            self.task_id = self.bar.add_task(arm_label(arm.record()), total=total, completed=done, stats="")
+            self.task_id = self.bar.add_task(markup(arm_label(arm.record())), total=total, completed=done, stats="")
 
     def row_done(self, arm: Arm, result: dict) -> None:
         c = self.counts
@@ -72,7 +81,8 @@ class BarProgress:
     def arm_finished(self, arm: Arm) -> None:
         if self.quiet:
             c = self.counts
-            err.print(f"{arm_label(arm.record())}: {c['new']} new rows in {time.perf_counter() - self.start:.0f} s")
+            err.print(f"{terminal_safe(arm_label(arm.record()))}: {c['new']} new rows in "
+                      f"{time.perf_counter() - self.start:.0f} s", markup=False)
         elif self.bar:
             self.bar.stop()
 
@@ -121,6 +131,7 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           quiet: bool = typer.Option(False, "--quiet", help="no live bars (for CI logs)"),
           as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object")) -> None:
     """Run a grid of arms (model x layout x syntax x constrained x budget) over a task's rows."""
+    check_margin(margin)
     the_task = build_task(task, data, inputs, output, labels, labels_from, metric, instructions, skip_bad_rows,
                           id_column)
     demo_rows = load_demos(demos, the_task, n_demos) if demos else None
@@ -130,11 +141,17 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
     summary["bad_rows"] = the_task.bad_rows
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
-        return
-    out.print(markdown(summary), markup=False)
-    if the_task.bad_rows:
-        out.print(f"{the_task.bad_rows} bad rows were skipped (--skip-bad-rows).")
-    out.print(f"Stored in {summary['store']}; `firsttoken report {summary['store']} --html report.html` for plots.")
+    else:
+        out.print(terminal_safe(markdown(summary)), markup=False)
+        if the_task.bad_rows:
+            out.print(f"{the_task.bad_rows} bad rows were skipped (--skip-bad-rows).")
+        out.print(terminal_safe(f"Stored in {summary['store']}; `firsttoken report {summary['store']} --html "
+                                "report.html` for plots."), markup=False)
+    failed = sum(a["backend_errors"] for a in summary["arms"])
+    if failed:
+        err.print(f"{failed} row(s) ended in a backend error (see the backend err column); rerun the same command "
+                  "to retry them", markup=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -146,6 +163,11 @@ def report(store: Path = typer.Argument(..., help="a store written by `firsttoke
     """Summarise a store: accuracy with intervals, paired tests, the recommendation; optionally HTML."""
     if not store.is_file():
         raise ConfigError(f"{store}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
+    check_margin(margin)
+    for target, flag in ((html_file, "--html"), (md_file, "--md")):
+        if target is not None and same_file(target, store):
+            raise ConfigError(f"{flag} {target} is the store itself: writing there would destroy it",
+                              hint=f"give {flag} another file name, e.g. report.html")
     db = Store(store)
     try:
         summaries = [summarize(db, t, margin=margin / 100) for t in db.tasks()]
@@ -153,17 +175,22 @@ def report(store: Path = typer.Argument(..., help="a store written by `firsttoke
             raise ConfigError(f"{store}: the store has no runs", hint="run `firsttoken eval` first")
         text = "\n".join(markdown(s) for s in summaries)
         if md_file:
-            md_file.write_text(text)
+            _write(md_file, text)
         if html_file:
-            html_file.write_text(html_page(summaries, db))
+            _write(html_file, html_page(summaries, db))
         if as_json:
             print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, default=str))
         else:
-            out.print(text, markup=False)
+            out.print(terminal_safe(text), markup=False)
             if html_file:
-                out.print(f"HTML report: {html_file.resolve()}")
+                out.print(terminal_safe(f"HTML report: {html_file.resolve()}"), markup=False)
     finally:
         db.close()
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 @app.command()
@@ -179,15 +206,22 @@ def tasks() -> None:
 def predict(run: Path = typer.Option(..., "--run", help="a store written by `firsttoken eval`"),
             arm: str = typer.Option(None, "--arm", help="arm number, id or unique part; default: the recommendation"),
             data: Path = typer.Option(..., "--data", help="new rows (JSONL, CSV or JSON) with the input columns"),
-            out_file: Path = typer.Option(..., "--out", help="JSON Lines: one prediction or named error per row")) -> None:
+            out_file: Path = typer.Option(..., "--out", help="CSV if it ends in .csv, else JSON Lines: one "
+                                          "prediction or named error per row"),
+            id_column: str = typer.Option(None, "--id", help="a column of unique row ids (default: line numbers)")
+            ) -> None:
     """Apply an arm of a run to new rows."""
-    from ..experiments._apply import predict_file
+    from ..experiments._predict import predict_file
 
     if not run.is_file():
         raise ConfigError(f"{run}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
-    counts = predict_file(run, data, out_file, arm)
-    out.print(f"{counts['predicted']} predictions, {counts['errors']} errors, {counts['skipped']} rows already in "
-              f"{out_file}")
+    counts = predict_file(run, data, out_file, arm, id_column=id_column)
+    out.print(terminal_safe(f"{counts['predicted']} predictions, {counts['errors']} errors, {counts['skipped']} rows "
+                            f"already in {out_file}"), markup=False)
+    if counts["backend_errors"]:
+        err.print(f"{counts['backend_errors']} row(s) ended in a backend error; rerun the same command to retry them",
+                  markup=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -202,16 +236,16 @@ def show(run: Path = typer.Option(..., "--run"), arm: str = typer.Option(None, "
     if as_json:
         print(json.dumps(shown, indent=2, ensure_ascii=False))
         return
-    out.print(f"[bold]arm[/bold] {shown['arm']['id']}")
-    out.print(f"[bold]options[/bold] {json.dumps(shown['options'])}", markup=False)
+    out.print(f"[bold]arm[/bold] {markup(shown['arm']['id'])}")
+    out.print(f"[bold]options[/bold] {markup(json.dumps(shown['options']))}")
     for m in shown["messages"]:
-        out.print(f"[bold]--- {m['role']} ---[/bold]")
-        out.print(m["content"], markup=False)
+        out.print(f"[bold]--- {markup(m['role'])} ---[/bold]")
+        out.print(terminal_safe(m["content"]), markup=False)
     out.print("[bold]--- Lark grammar (llguidance) ---[/bold]")
-    out.print(shown["grammar"], markup=False)
+    out.print(terminal_safe(shown["grammar"]), markup=False)
     out.print("[bold]--- JSON Schema (servers) ---[/bold]")
-    out.print(json.dumps(shown["json_schema"], indent=2) if shown["json_schema"] else "none: this layout's reply is "
-              "not one JSON object", markup=False)
+    out.print(terminal_safe(json.dumps(shown["json_schema"], indent=2)) if shown["json_schema"] else
+              "none: this layout's reply is not one JSON object", markup=False)
 
 
 @app.command()

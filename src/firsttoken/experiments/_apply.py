@@ -1,8 +1,7 @@
-"""Use what a run found: apply an arm to new rows (``predict``), or print exactly what it sends (``show``).
+"""Find a run's arm and rebuild its Predictor (for ``predict``, in ``_predict``), or print exactly what it
+sends (``show``).
 
 An arm is named by its full id, its number in the run's table, or a unique part of its id.
-New rows are read like ``--data`` files; results go to JSON Lines, one per row, appended as they come, so
-a killed ``predict`` resumes where it stopped.
 Does not handle: signatures with nested-model outputs (they are not stored with the run).
 """
 
@@ -65,52 +64,6 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
         options["max_thinking_tokens"] = arm["budget"]
     return Predictor(sig, layout=arm["layout"], syntax=arm["syntax"], model=backend or _models.resolve(arm["model"]),
                      demos=arm_config.get("demo_rows") or None, **options)
-
-
-def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_ref: str | None = None,
-                 backend: Any = None, on_row: Any = None) -> dict[str, int]:
-    """Apply an arm to every row of ``data``; append one JSON line per row to ``out``. Returns counts."""
-    store = Store(store_path)
-    try:
-        arm = find_arm(store, arm_ref)
-        predictor = predictor_for(store, arm, backend=backend)
-    finally:
-        store.close()
-    records, _ = read_records(Path(data))
-    inputs = list(predictor.signature.input_fields)
-    for line, rec in records:
-        missing = [c for c in inputs if c not in rec]
-        if missing:
-            raise DataError(f"{data}:{line}: missing column {missing[0]!r} (the arm needs {', '.join(inputs)})")
-    out = Path(out)
-    done = set()
-    if out.exists():
-        for text in out.read_text().splitlines():
-            try:
-                done.add(json.loads(text)["row"])
-            except (json.JSONDecodeError, KeyError):
-                continue  # a line cut short by a kill: that row runs again
-    counts = {"rows": len(records), "skipped": 0, "predicted": 0, "errors": 0}
-    with out.open("a") as f:
-        for line, rec in records:
-            if line in done:
-                counts["skipped"] += 1
-                continue
-            entry: dict[str, Any] = {"row": line, "arm": arm["id"], "inputs": {c: rec[c] for c in inputs}}
-            try:
-                pred = predictor(**entry["inputs"])
-                entry.update(outputs={k: _types.to_json(v) for k, v in pred.outputs.items()},
-                             thoughts=pred.thoughts, usage=pred.to_dict()["usage"], error=None)
-                counts["predicted"] += 1
-            except FirstTokenError as e:
-                entry.update(outputs=None, thoughts=None, usage=None,
-                             error={"type": type(e).__name__, "message": e.message, "raw": getattr(e, "raw", None)})
-                counts["errors"] += 1
-            f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-            f.flush()
-            if on_row:
-                on_row(entry)
-    return counts
 
 
 def show_arm(store_path: str | Path, arm_ref: str | None) -> dict[str, Any]:

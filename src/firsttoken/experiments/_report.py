@@ -12,6 +12,7 @@ import io
 import json
 from typing import Any
 
+from .._text import html_safe
 from ._store import Store
 
 
@@ -137,7 +138,9 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
 
 
 def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 2000) -> str:
-    e = html.escape
+    def e(value: object) -> str:  # escaped, and without the C0 controls HTML cannot carry
+        return html.escape(html_safe(str(value)))
+
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>firsttoken report</title><style>",
              "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}pre{white-space:pre-wrap;margin:0;"

@@ -12,6 +12,7 @@ computed twice).
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -25,6 +26,7 @@ from .. import _models, _types
 from .._errors import BackendError, ConfigError, ParseError, UnreachableError
 from .._options import GenerateOptions
 from .._predictor import Predictor
+from .._text import redact
 from ..backends import Backend, Generation
 from ..layouts import Constraint, get_layout, layout_names
 from . import _identity, _metrics
@@ -154,6 +156,11 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
             names.append(key)
     if not names:
         raise ConfigError("no model given", hint="pass --model NAME (repeatable)")
+    for value, flag in ((limit, "--limit"), (sample, "--sample")):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: must be 1 or more", hint=f"e.g. {flag} 50, or leave it out for every row")
+    if not math.isfinite(margin) or not 0 <= margin < 1:
+        raise ConfigError(f"margin {margin!r}: must be a fraction from 0 to 1", hint="e.g. 0.02 for 2 points")
     default_budget = GenerateOptions().max_thinking_tokens
     budgets = [default_budget if b is None else b for b in budgets]
     arms = build_grid(task.name, names, layouts, syntaxes, constrained, budgets, demos)
@@ -215,8 +222,10 @@ def _run_arm(arm: Arm, task: Task, rows: list[Row], db: Store, backends: dict[st
                 futures = {pool.submit(_call, predictor, job): job for job in leaders.values()}
                 for future in as_completed(futures):
                     finish(futures[future], future.result())
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+            except BaseException:  # Ctrl-C or a run-stopping error: abandon the calls in flight
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
     if progress:
         progress.arm_finished(arm)
 
@@ -255,7 +264,7 @@ def _call(predictor: Predictor, job: _Job) -> Generation | BackendError:
     if job.cached is not None:
         return job.cached
     try:
-        return predictor.model.generate(job.messages, job.constraint, predictor.options)
+        return predictor.generate(job.messages, job.constraint, predictor.options)
     except UnreachableError:
         raise
     except BackendError as e:
@@ -267,7 +276,7 @@ def _record(arm: Arm, task: Task, predictor: Predictor, db: Store, job: _Job, ge
             "raw": None, "score": None, "prompt_tokens": None, "reasoning_tokens": None, "answer_tokens": None,
             "seconds": None, "estimated": 0, "order_violated": 0, "error": None}
     if isinstance(gen, BackendError):
-        result = {**base, "outcome": "backend_error", "error": f"{type(gen).__name__}: {gen}"}
+        result = {**base, "outcome": "backend_error", "error": redact(f"{type(gen).__name__}: {gen}")}
         db.add_result(result)
         return result
     try:

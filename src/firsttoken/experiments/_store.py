@@ -60,24 +60,58 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
 OUTCOMES = ("correct", "wrong", "parse_failure", "backend_error")
 
 
+TABLES = {"migrations", "tasks", "runs", "arms", "rows", "calls", "results"}
+_DAMAGED_HINT = "restore the file from a copy, or start a new store with --store NEW.db (the .db that eval wrote)"
+
+
 class Store:
+    """``readonly``: open without writing (``make results``); the store must then be current already."""
+
     def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
         try:
             if readonly:
-                if not self.path.is_file():
-                    raise DataError(f"{self.path}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
-                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+                self._connect_readonly()
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
+                self._connect()
             self.db.row_factory = sqlite3.Row
             self._migrate(readonly)
+            self._check_health()
+        except sqlite3.OperationalError as e:
+            if "readonly" in str(e) or "read-only" in str(e):
+                raise DataError(f"{self.path}: the store cannot be written ({e})",
+                                hint="make the file and its folder writable, or pass --store NEW.db") from None
+            raise DataError(f"{self.path}: cannot open the store ({e})", hint=_DAMAGED_HINT) from None
         except sqlite3.DatabaseError as e:
-            raise DataError(f"{self.path}: not a firsttoken store ({e})",
-                            hint="give --store a new file name, or the .db an earlier run wrote") from None
+            what = "the store is damaged" if "malformed" in str(e) else "not a firsttoken store, or a damaged one"
+            raise DataError(f"{self.path}: {what} ({e})", hint=_DAMAGED_HINT) from None
+
+    def _connect_readonly(self) -> None:
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
+        self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+
+    def _connect(self) -> None:
+        if self.path.is_dir():
+            raise DataError(f"{self.path}: is a folder, not a store", hint="pass a file name, e.g. runs/mytask.db")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise DataError(f"{self.path}: cannot create the store: a part of {self.path.parent} is a file, not a folder",
+                            hint="pass --store a path in a folder") from None
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+
+    def _check_health(self) -> None:
+        """A quick integrity check and the expected tables: damage is named before any work is done."""
+        problems = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise DataError(f"{self.path}: the store is damaged ({'; '.join(problems)})", hint=_DAMAGED_HINT)
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = sorted(TABLES - tables)
+        if missing:
+            raise DataError(f"{self.path}: the store lacks its table(s) {', '.join(missing)}", hint=_DAMAGED_HINT)
 
     def _migrate(self, readonly: bool) -> None:
         if readonly:

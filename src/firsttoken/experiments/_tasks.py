@@ -95,11 +95,20 @@ def read_records(path: Path, skip_bad: bool = False) -> tuple[list[tuple[int, di
     bad = 0
     suffix = path.suffix.lower()
     if suffix == ".csv":
+        csv.field_size_limit(2**31 - 1)  # the default 128 KB is smaller than a long document
         reader = csv.DictReader(io.StringIO(text))
+        width = len(reader.fieldnames or [])
         for record in reader:
+            problem = None
             if None in record:  # more values than header columns
+                problem = "more values than the header has columns"
+            elif None in record.values():  # DictReader fills missing values with None
+                given = sum(v is not None for v in record.values())
+                problem = f"only {given} of the header's {width} columns have a value"
+            if problem:
                 if not skip_bad:
-                    raise DataError(f"{path}:{reader.line_num}: more values than the header has columns")
+                    raise DataError(f"{path}:{reader.line_num}: {problem}",
+                                    hint="fix the row (quote values that contain commas), or pass --skip-bad-rows")
                 bad += 1
                 continue
             records.append((reader.line_num, dict(record)))
@@ -157,11 +166,17 @@ def file_task(path: str | Path, inputs: list[str], output: str, metric: str = "e
     columns = [*inputs, output] + ([labels_from] if labels_from else []) + ([id_column] if id_column else [])
     good: list[tuple[int, dict[str, Any]]] = []
     for line_no, record in records:
-        missing = [c for c in columns if c not in record]
-        if missing:
-            if not skip_bad_rows:
+        try:
+            missing = [c for c in columns if c not in record]
+            if missing:
                 raise DataError(f"{path}:{line_no}: missing column {missing[0]!r} (columns: {', '.join(record)})",
                                 hint="fix --inputs/--output, or the file")
+            record = {**record, **{c: as_text(path, line_no, c, record[c]) for c in inputs}}
+            if record[output] is None:
+                raise DataError(f"{path}:{line_no}: column {output!r} is null", hint="give every row an expected answer")
+        except DataError:
+            if not skip_bad_rows:
+                raise
             bad += 1
             continue
         good.append((line_no, record))
@@ -210,6 +225,16 @@ def _check_unique(path: Path, column: str, records: list[tuple[int, dict[str, An
                             hint=f"ids in --id {column} must be unique; fix the file, or drop --id to identify "
                                  "rows by their content")
         first[value] = line_no
+
+
+def as_text(path: Path | str, line: int, column: str, value: Any) -> str:
+    """An input value as the text a prompt shows: strings as they are, numbers, booleans, lists and objects
+    as JSON (never a Python repr); a null is refused."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        raise DataError(f"{path}:{line}: column {column!r} is null", hint="give the row a value, or pass --skip-bad-rows")
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _class_name(name: str) -> str:
