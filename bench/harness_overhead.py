@@ -34,7 +34,7 @@ def direct(backend, task, budget: int) -> float:
     predictor = ft.Predictor(task.signature, layout=LAYOUT, model=backend, max_thinking_tokens=budget)
     start = time.perf_counter()
     for row in task.rows():
-        backend.generate(predictor.messages(**row.inputs), predictor.constraint, predictor.options)
+        backend.generate(predictor.request(row.inputs))
     return time.perf_counter() - start
 
 

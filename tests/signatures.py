@@ -74,3 +74,9 @@ EXAMPLES = {
                  "person": Person(name="Ann", address=Address(street="Main St", number=7), tags=["x", "y z"])},
     Extract: {"person": Person(name="Bo", address=Address(street="High St", number=12), tags=[])},
 }
+
+
+def builtin_arms() -> list[tuple[str, str]]:
+    """Every (layout, syntax) of the layouts firsttoken ships, read from the registry."""
+    return [(name, syntax) for name in ft.layout_names() for syntax in ft.get_layout(name).syntaxes
+            if type(ft.get_layout(name)).__module__.startswith("firsttoken.")]

@@ -9,7 +9,7 @@ import pytest
 import firsttoken as ft
 from firsttoken.backends._guide import Guide
 
-from .signatures import Arithmetic
+from .signatures import Arithmetic, builtin_arms
 
 TOK = llguidance.LLTokenizer("byte")
 EOS = TOK.eos_token
@@ -35,7 +35,10 @@ def run(layout: str, want, budget: int, steps: int = 400):
     return bytes(ids).decode(), guide
 
 
-@pytest.mark.parametrize("layout", ["thoughts_first", "think_then_answer", "work_then_answer"])
+
+REASONING = list(dict.fromkeys(n for n, s in builtin_arms() if ft.get_layout(n, s).has_reasoning and s != "fields"))
+
+@pytest.mark.parametrize("layout", REASONING)
 def test_budget_closes_the_region_and_the_answer_is_still_forced(layout):
     text, guide = run(layout, lambda text: "a", budget=5)
     assert guide.closed_by == "budget" and guide.reasoning_tokens == 5
@@ -43,7 +46,7 @@ def test_budget_closes_the_region_and_the_answer_is_still_forced(layout):
     assert parsed.reasoning == "aaaaa" and isinstance(parsed.outputs["answer"], int)
 
 
-@pytest.mark.parametrize("layout", ["thoughts_first", "think_then_answer", "work_then_answer"])
+@pytest.mark.parametrize("layout", REASONING)
 def test_end_of_turn_while_reasoning_forces_the_answer(layout):
     text, guide = run(layout, lambda text: "EOS" if text.endswith("hi") else "hi"[len(text) % 2 if "h" in text else 0],
                       budget=300)

@@ -67,13 +67,13 @@ def test_1_a_malformed_body_is_that_rows_backend_error_and_the_run_goes_on(tmp_p
     proxy.close()
 
 
-class _Broken:
+class _Broken(ft.BackendBase):
     """A plugin backend with a bug: it raises a plain Python exception."""
 
-    name = label = "broken"
+    label = "broken"
 
-    def generate(self, messages, constraint, options, on_text=None):
-        if "3" in messages[-1]["content"]:
+    def generate(self, request):
+        if "3" in request.messages[-1]["content"]:
             raise KeyError("choices")
         return ft.Generation('{"answer": 4}')
 
@@ -151,11 +151,11 @@ def test_3_keys_never_reach_the_store_the_terminal_or_the_report(tmp_path, stub)
 
 
 def test_3_url_userinfo_is_stripped_from_labels_reprs_and_arm_ids(tmp_path, stub):
-    from firsttoken._models import openai_backend
+    from firsttoken.backends import resolve
 
     host = stub.split("//")[1]
     spec = f"openai:stub@http://user:{SECRET}@{host}/v1"
-    backend = openai_backend(spec)
+    backend = resolve(spec)
     assert SECRET not in repr(backend) and SECRET not in backend.label
     res = cli(*eval_args(fours(tmp_path / "f.jsonl", 3), "-m", spec, "--layouts", "direct", "--json"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr

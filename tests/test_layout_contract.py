@@ -11,10 +11,10 @@ import firsttoken as ft
 from firsttoken import _types
 
 from .grammar import accepts
-from .signatures import EXAMPLES
+from .signatures import EXAMPLES, builtin_arms
 
 REASONING = 'First {"a": 1} then [[ ## x ## ]] and </thi nk> "quoted" \\ back\nslash, line two'
-ARMS = [(name, syntax) for name in ft.layout_names() for syntax in ft.get_layout(name).syntaxes]
+ARMS = builtin_arms()
 
 
 @pytest.mark.parametrize("sig", list(EXAMPLES), ids=lambda s: s.__name__)

@@ -7,13 +7,12 @@ import pytest
 import firsttoken as ft
 from firsttoken.layouts import Parsed
 
-from .signatures import CATEGORIES, Arithmetic, Extract, Person, Products
+from .signatures import CATEGORIES, Arithmetic, Extract, Person, Products, builtin_arms
 
 pytestmark = pytest.mark.model
 
-ARMS = [(n, s) for n in ft.layout_names() for s in ft.get_layout(n).syntaxes
-        if n in ("direct", "answer_then_explain", "thoughts_first", "think_then_answer", "work_then_answer")]
-REASONING_LAYOUTS = ["thoughts_first", "think_then_answer", "work_then_answer"]
+ARMS = builtin_arms()
+REASONING_LAYOUTS = list(dict.fromkeys(n for n, s in ARMS if ft.get_layout(n, s).has_reasoning))
 ROWS = {
     Products: ({"item_name": "Blender", "item_description": "A kitchen blender for smoothies"},
                lambda p: p.category in CATEGORIES),

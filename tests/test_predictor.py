@@ -49,9 +49,9 @@ def test_options_default_and_per_call():
         return '{"answer": 1}'
 
     class Spy(ft.Scripted):
-        def generate(self, messages, constraint, options):
-            seen.append((constraint, options))
-            return super().generate(messages, constraint, options)
+        def generate(self, request):
+            seen.append((request.constraint, request.options))
+            return super().generate(request)
 
     p = ft.Predictor(Arithmetic, layout="direct", model=Spy(reply), max_thinking_tokens=64, temperature=0.5)
     p(question="q")
@@ -114,7 +114,7 @@ def test_scripted_is_built_through_the_registry():
         ft.build_backend("nope")
 
 
-def test_user_layout_registers_like_the_builtins():
+def test_user_layout_registers_like_the_builtins(restore_registries):
     from firsttoken.layouts import Parsed
 
     @ft.register_layout

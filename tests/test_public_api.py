@@ -3,9 +3,10 @@ import firsttoken
 
 def test_public_api_is_pinned():
     assert sorted(firsttoken.__all__) == sorted([
-        "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError", "DataError",
-        "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
-        "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature",
+        "Backend", "BackendBase", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
+        "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp",
+        "ModelNotFoundError", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
+        "Request", "Scripted", "Signature",
         "UnreachableError", "Usage", "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load",
         "models", "register_backend", "register_layout",
     ])
@@ -19,3 +20,15 @@ def test_every_error_derives_from_the_base_and_has_a_hint():
         err = getattr(firsttoken, name)("boom")
         assert isinstance(err, firsttoken.FirstTokenError) and err.hint and "hint:" in str(err)
     assert isinstance(firsttoken.ParseError("x", raw="r"), firsttoken.FirstTokenError)
+
+
+def test_import_loads_neither_the_harness_nor_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys, firsttoken; heavy = [m for m in ('firsttoken.experiments', 'matplotlib', 'llama_cpp', "
+            "'openai') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+    code = "import sys, firsttoken; firsttoken.evaluate; print('firsttoken.experiments' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "True"

@@ -22,11 +22,11 @@ def results(tmp_path, monkeypatch):
     data.write_text("".join(json.dumps({"question": f"{i}+{i % 3}", "answer": f"so\n#### {i + i % 3}"}) + "\n"
                             for i in range(24)))
     base = {"task": "gsm8k", "data": str(data), "store": "sums"}
-    monkeypatch.setattr(mod, "ROOT", tmp_path)
-    monkeypatch.setattr(mod, "RESULTS", tmp_path / "results")
-    monkeypatch.setattr(mod, "MODELS", [MODEL, "not-run-model"])
-    monkeypatch.setattr(mod, "SLICES", {
-        "five": {"what": "all five layouts", **base, "limit": 21, "layouts": mod.FIVE},
+    monkeypatch.setattr(mod.slices, "ROOT", tmp_path)
+    monkeypatch.setattr(mod.slices, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(mod.slices, "MODELS", [MODEL, "not-run-model"])
+    monkeypatch.setattr(mod.slices, "SLICES", {
+        "five": {"what": "all five layouts", **base, "limit": 21, "layouts": mod.slices.FIVE},
         "tax": {"what": "forced vs prompt", **base, "limit": 21, "layouts": ["work_then_answer"],
                 "constrained": [True, False]},
         "budget": {"what": "budgets", **base, "limit": 21, "layouts": ["thoughts_first"], "budgets": [0, 64]},
@@ -36,7 +36,7 @@ def results(tmp_path, monkeypatch):
 
 
 def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
-    assert results.run([MODEL], list(results.SLICES)) == 0
+    assert results.run([MODEL], list(results.slices.SLICES)) == 0
     db = tmp_path / "results" / MODEL / "sums.db"
     with sqlite3.connect(db) as con:  # compacted: one self-contained file, no WAL left beside it
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
@@ -82,10 +82,10 @@ def test_label_tasks_get_confusions_and_whether_the_reasoning_named_the_right_la
                 for i in range(6)]
     data = tmp_path / "products.json"
     data.write_text(json.dumps(records))
-    monkeypatch.setattr(results, "MODELS", ["scripted:tests.fakes:title_label"])
-    monkeypatch.setattr(results, "SLICES", {"labels": {"what": "labels", "task": "products", "data": str(data),
+    monkeypatch.setattr(results.slices, "MODELS", ["scripted:tests.fakes:title_label"])
+    monkeypatch.setattr(results.slices, "SLICES", {"labels": {"what": "labels", "task": "products", "data": str(data),
                                                        "store": "labels", "layouts": ["direct", "thoughts_first"]}})
-    assert results.run(results.MODELS, ["labels"]) == 0
+    assert results.run(results.slices.MODELS, ["labels"]) == 0
     text = results.render()
     assert "direct: 6 wrong; most common (expected → answered): furniture → beauty (6)." in text
     assert "In 3 of the 6 wrong replies the reasoning names the expected label" in text

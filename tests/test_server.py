@@ -13,7 +13,7 @@ import firsttoken as ft
 from firsttoken._options import GenerateOptions
 
 from .servers import FaultProxy, start_llama_server, start_stub
-from .signatures import CATEGORIES, Arithmetic, Products
+from .signatures import CATEGORIES, Arithmetic, Products, builtin_arms
 
 ANSWER = '{"answer": 4}'
 
@@ -64,7 +64,7 @@ def test_unknown_schema_mode_is_refused():
 def test_retries_honour_retry_after_and_are_counted(stub):
     proxy = FaultProxy(stub, plan=["429", "500", "reset"], retry_after="1")
     start = time.time()
-    gen = backend(proxy.url).generate([{"role": "user", "content": "q"}], None, GenerateOptions())
+    gen = backend(proxy.url).generate(ft.Request([{"role": "user", "content": "q"}], None, GenerateOptions()))
     assert gen.text == ANSWER and gen.retries == 3
     assert time.time() - start >= 1.0  # waited for Retry-After
     assert proxy.log == ["429", "500", "reset", "ok"]
@@ -73,20 +73,20 @@ def test_retries_honour_retry_after_and_are_counted(stub):
 def test_other_4xx_is_not_retried(stub):
     proxy = FaultProxy(stub, plan=["400"])
     with pytest.raises(ft.BackendError, match="HTTP 400") as info:
-        backend(proxy.url).generate([{"role": "user", "content": "q"}], None, GenerateOptions())
+        backend(proxy.url).generate(ft.Request([{"role": "user", "content": "q"}], None, GenerateOptions()))
     assert proxy.log == ["400"] and "UnreachableError" not in type(info.value).__name__
 
 
 def test_timeouts_and_truncated_bodies_are_retried(stub):
     proxy = FaultProxy(stub, plan=["stall", "truncate"], stall=2.0)
-    gen = backend(proxy.url, timeout=0.5).generate([{"role": "user", "content": "q"}], None, GenerateOptions())
+    gen = backend(proxy.url, timeout=0.5).generate(ft.Request([{"role": "user", "content": "q"}], None, GenerateOptions()))
     assert gen.text == ANSWER and gen.retries == 2
 
 
 def test_gives_up_after_max_retries_with_a_backend_error(stub):
     proxy = FaultProxy(stub, plan=["500"] * 10)
     with pytest.raises(ft.BackendError, match="gave up after 3 attempts"):
-        backend(proxy.url, max_retries=2).generate([{"role": "user", "content": "q"}], None, GenerateOptions())
+        backend(proxy.url, max_retries=2).generate(ft.Request([{"role": "user", "content": "q"}], None, GenerateOptions()))
 
 
 def test_thinking_model_reasoning_is_split_off_and_counted():
@@ -114,7 +114,7 @@ def test_api_key_never_leaks(stub, tmp_path, monkeypatch):
     messages = []
     for _ in range(2):
         try:
-            b.generate([{"role": "user", "content": "q"}], None, GenerateOptions())
+            b.generate(ft.Request([{"role": "user", "content": "q"}], None, GenerateOptions()))
         except ft.FirstTokenError as e:
             messages.append(str(e) + repr(e) + e.hint)
     assert messages and not any(secret in m for m in messages)
@@ -153,8 +153,7 @@ def llama_server():
     proc.wait()
 
 
-ARMS = [(n, s) for n in ft.layout_names() for s in ft.get_layout(n).syntaxes
-        if n in ("direct", "answer_then_explain", "thoughts_first", "think_then_answer", "work_then_answer")]
+ARMS = builtin_arms()
 
 
 @pytest.mark.model

@@ -10,16 +10,25 @@ from ._prediction import Prediction, Usage
 from ._predictor import Predictor
 from ._signature import InputField, OutputField, Signature
 from ._models import load, models
-from .experiments import evaluate
-from .backends import Backend, Generation, LlamaCpp, OpenAICompatible, Scripted, build_backend, register_backend
+from ._backend import Backend, BackendBase, Generation, Request
+from .backends import LlamaCpp, OpenAICompatible, Scripted, build_backend, register_backend
 from .layouts import Constraint, Layout, Region, get_layout, layout_names, register_layout
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError", "DataError",
-    "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp", "ModelNotFoundError",
-    "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region", "Scripted", "Signature",
-    "UnreachableError", "Usage", "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load",
-    "models", "register_backend", "register_layout",
+    "Backend", "BackendBase", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
+    "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp",
+    "ModelNotFoundError", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
+    "Request", "Scripted", "Signature", "UnreachableError", "Usage", "__version__", "build_backend", "evaluate",
+    "get_layout", "layout_names", "load", "models", "register_backend", "register_layout",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``evaluate`` loads the harness (firsttoken.experiments, matplotlib for reports) only when used."""
+    if name == "evaluate":
+        from .experiments import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'firsttoken' has no attribute {name!r}")

@@ -48,6 +48,7 @@ class ParseError(FirstTokenError):
         self.raw = raw
         self.reasoning = reasoning
         self.usage = None  # filled in by the Predictor when it knows the token counts
+        self.generation = None  # and the backend's Generation the reply came in
 
 
 class ModelNotFoundError(FirstTokenError):

@@ -6,6 +6,8 @@
   file, size and SHA-256 checked, then renamed into place) and reused.
 * any path to a ``.gguf`` file.
 
+Turning a ``--model`` spec into a backend is the backend registry's job (``backends.resolve``).
+
 The cache directory is ``$FIRSTTOKEN_CACHE`` or ``~/.cache/firsttoken``.
 """
 
@@ -136,72 +138,3 @@ def load(name: str = DEFAULT_MODEL, **kwargs: Any) -> Any:
 def models() -> list[dict[str, Any]]:
     return [{"name": m.name, "installed": m.installed(), "size_bytes": m.size_bytes, "licence": m.licence,
              "description": m.description, "install": m.install} for m in CATALOGUE.values()]
-
-
-def resolve(spec: str) -> Any:
-    """A backend from a ``--model`` spec: a packaged name, a ``.gguf`` path, ``openai:MODEL@URL[?options]``,
-    or ``scripted:module:function`` (``function(messages) -> reply text``, for tests)."""
-    kind, sep, rest = spec.partition(":")
-    if sep and kind == "openai":
-        return openai_backend(spec)
-    if sep and kind == "scripted":
-        from ._imports import import_object
-        from .backends import Scripted
-
-        return Scripted(import_object(rest, "model scripted:", "--model scripted:mytests.fake:reply"))
-    return load(spec)
-
-
-_OPENAI_OPTIONS = {"schema_mode": str, "concurrency": int, "api_key_env": str, "timeout": float,
-                   "max_retries": int, "unreachable_after": float, "deadline": float}
-# Options that change how a reply is fetched, never what it says: not part of a model's identity.
-_FETCH_ONLY = {"concurrency", "api_key_env", "timeout", "max_retries", "unreachable_after", "deadline"}
-
-
-def _parse_openai(spec: str) -> tuple[str, str, dict[str, Any]]:
-    """``openai:MODEL@URL[?options]`` -> (model, base URL without query, typed options)."""
-    from urllib.parse import parse_qsl, urlsplit, urlunsplit
-
-    from ._errors import ConfigError
-
-    body = spec.split(":", 1)[1]
-    model, sep, url = body.partition("@")
-    if not sep or not model or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"model {spec!r}: expected openai:MODEL@URL",
-                          hint="e.g. --model openai:qwen2.5-1.5b@http://127.0.0.1:8000/v1")
-    parts = urlsplit(url)
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(parts.query):
-        if key not in _OPENAI_OPTIONS:
-            raise ConfigError(f"model {spec!r}: unknown option {key!r}",
-                              hint=f"options: {', '.join(_OPENAI_OPTIONS)}")
-        try:
-            options[key] = _OPENAI_OPTIONS[key](value)
-        except ValueError:
-            raise ConfigError(f"model {spec!r}: option {key}={value!r} is not a {_OPENAI_OPTIONS[key].__name__}") from None
-    return model, urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), options
-
-
-def model_key(spec: str) -> str:
-    """The identity of a ``--model`` spec: what can change a reply. Fetch-only options (concurrency,
-    retries, timeouts, the key's variable) and URL user-info are left out; ``schema_mode`` stays when it
-    is not the default."""
-    kind, sep, _ = spec.partition(":")
-    if not (sep and kind == "openai"):
-        return spec
-    from urllib.parse import urlencode, urlsplit, urlunsplit
-
-    model, base, options = _parse_openai(spec)
-    parts = urlsplit(base)
-    base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
-    kept = {k: v for k, v in sorted(options.items()) if k not in _FETCH_ONLY
-            and not (k == "schema_mode" and v == "json_schema")}
-    return f"openai:{model}@{base}" + (f"?{urlencode(kept)}" if kept else "")
-
-
-def openai_backend(spec: str) -> Any:
-    """``openai:MODEL@URL`` with optional ``?schema_mode=json_object&concurrency=8&api_key_env=NAME``."""
-    from .backends import OpenAICompatible
-
-    model, base, options = _parse_openai(spec)
-    return OpenAICompatible(base, model, label=model_key(spec), **options)

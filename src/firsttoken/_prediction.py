@@ -37,6 +37,7 @@ class Prediction:
     extras: dict[str, Any] = field(default_factory=dict)  # layout fields, e.g. ``explanation``
     order_violated: bool = False  # answer written before the reasoning in a reasoning-first layout
     closed_by: str | None = None  # how the reasoning region ended: "model", "end_of_turn", "budget"
+    generation: Any = field(default=None, repr=False, compare=False)  # the backend's Generation it came from
 
     def __getattr__(self, name: str) -> Any:
         for store in ("outputs", "extras"):

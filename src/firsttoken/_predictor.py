@@ -1,23 +1,23 @@
 """``Predictor``: one signature, one layout, one backend. Calling it runs one row.
 
-Flow: inputs -> layout.messages -> backend.generate(messages, layout.constraint or None, options)
--> layout.parse -> Prediction (typed outputs + reasoning + usage). A reply that does not parse raises
-ParseError (with the raw reply and usage); a failed call raises BackendError. Never a silent retry.
+Flow: inputs -> layout.messages -> Request(messages, layout.constraint or None, options) -> backend
+(``_backend.call``: the failure boundary) -> layout.parse -> Prediction (typed outputs + reasoning + usage,
+and the Generation it came from). A reply that does not parse raises ParseError (with the raw reply and
+usage); a failed call raises BackendError. Never a silent retry. Many rows go through the backend's
+``generate_batch`` (``completed``: as they finish; ``batch``: in input order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Any
 
-from ._errors import BackendError, ConfigError, FirstTokenError, ParseError
+from ._backend import Backend, Generation, Request, call, estimate_tokens, guarded_batch
+from ._errors import ConfigError, FirstTokenError, ParseError
 from ._options import OPTION_NAMES, GenerateOptions, make_options
 from ._prediction import Prediction, Usage
 from ._signature import Signature
-from ._text import redact
-from .backends import Backend, Generation, estimate_tokens
 from .layouts import Constraint, Layout, Parsed, get_layout
 
 
@@ -68,46 +68,42 @@ class Predictor:
                                    f"options: {', '.join(sorted(OPTION_NAMES))}")
         return inputs, self.options.merged(**rest) if rest else self.options
 
+    def request(self, row: dict[str, Any], on_text: Callable[[str], None] | None = None) -> Request:
+        """The backend request for one row: its inputs and per-call options as keys."""
+        inputs, options = self.split_kwargs(row)
+        return Request(self.messages(**inputs), self.constraint if options.constrained else None, options, on_text)
+
     def __call__(self, *, on_text: Callable[[str], None] | None = None, **kwargs: Any) -> Prediction:
         """Run one row: inputs and per-call options as keywords; ``on_text`` streams the reply's text."""
-        inputs, options = self.split_kwargs(kwargs)
-        messages = self.messages(**inputs)
-        constraint = self.constraint if options.constrained else None
-        return self.finish(self.generate(messages, constraint, options, on_text))
+        return self.finish(call(self.model, self.request(kwargs, on_text)))
 
-    def generate(self, messages: list[dict[str, str]], constraint: Constraint | None, options: GenerateOptions,
-                 on_text: Callable[[str], None] | None = None) -> Generation:
-        """The one place a backend is called: anything it raises that is not a firsttoken error (a bug in a
-        plugin, a library's own exception) becomes a BackendError, so a run records it and goes on."""
-        try:
-            if on_text is None:
-                return self.model.generate(messages, constraint, options)
-            return self.model.generate(messages, constraint, options, on_text=on_text)
-        except FirstTokenError:
-            raise
-        except Exception as e:
-            label = getattr(self.model, "label", None) or getattr(self.model, "name", "backend")
-            raise BackendError(redact(f"{label}: {type(e).__name__}: {e}"),
-                               hint="the backend failed on this call; rerun to retry it") from e
-
-    def batch(self, rows: list[dict[str, Any]], concurrency: int | None = None,
-              **options: Any) -> list[Prediction | FirstTokenError]:
-        """Run many rows, up to ``concurrency`` at once (default: the backend's own, 1 for local models).
-
-        Returns, in input order, a Prediction or the error that ended that row's call.
-        """
-        workers = concurrency or getattr(self.model, "concurrency", 1)
-
-        def one(row: dict[str, Any]) -> Prediction | FirstTokenError:
+    def completed(self, rows: list[dict[str, Any]], **options: Any) -> Iterator[tuple[int, Prediction | FirstTokenError]]:
+        """Run many rows through the backend's ``generate_batch``; yield ``(index, Prediction or the error that
+        ended that row)`` as each finishes, in whatever order (a concurrent backend finishes out of order)."""
+        requests: list[Request] = []
+        at: list[int] = []  # index in ``rows`` of each request
+        for i, row in enumerate(rows):
             try:
-                return self(**row, **options)
+                requests.append(self.request({**row, **options}))
+                at.append(i)
             except FirstTokenError as e:
-                return e
+                yield i, e
+        for j, out in guarded_batch(self.model, requests):
+            if isinstance(out, FirstTokenError):
+                yield at[j], out
+                continue
+            try:
+                yield at[j], self.finish(out)
+            except ParseError as e:
+                yield at[j], e
 
-        if workers <= 1:
-            return [one(row) for row in rows]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, rows))
+    def batch(self, rows: list[dict[str, Any]], **options: Any) -> list[Prediction | FirstTokenError]:
+        """Run many rows (up to the backend's ``concurrency`` at once; 1 for local models). Returns, in input
+        order, a Prediction or the error that ended that row's call."""
+        results: list[Prediction | FirstTokenError | None] = [None] * len(rows)
+        for i, out in self.completed(rows, **options):
+            results[i] = out
+        return results  # type: ignore[return-value]
 
     def finish(self, gen: Generation) -> Prediction:
         """Parse a generation into a Prediction, or raise ParseError carrying the usage."""
@@ -117,10 +113,10 @@ class Predictor:
                                  reasoning=gen.reasoning, hint="raise max_answer_tokens (or max_thinking_tokens)")
             parsed = self.layout.parse(self.signature, gen.text, gen.reasoning)
         except ParseError as e:
-            e.usage = self._usage(gen, None)
+            e.usage, e.generation = self._usage(gen, None), gen
             raise
         return Prediction(parsed.outputs, parsed.reasoning, gen.text, self._usage(gen, parsed),
-                          parsed.extras, parsed.order_violated, gen.closed_by)
+                          parsed.extras, parsed.order_violated, gen.closed_by, gen)
 
     def _usage(self, gen: Generation, parsed: Parsed | None) -> Usage:
         estimated = gen.estimated

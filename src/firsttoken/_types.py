@@ -127,6 +127,13 @@ class Grammar:
         self.rules[name] = (attrs, body)
         return name
 
+    def include(self, other: Grammar) -> None:
+        """Add ``other``'s rules (another layout's piece); two different rules of one name are refused."""
+        for name, rule in other.rules.items():
+            if self.rules.get(name, rule) != rule:
+                raise ValueError(f"grammar rule {name!r} is defined twice, differently")
+            self.rules[name] = rule
+
     def render(self, start: str) -> str:
         lines = [f"start: {start}"] + [f"{n}{f'[{a}]' if a else ''}: {b}" for n, (a, b) in self.rules.items()]
         return "\n".join(lines) + "\n"

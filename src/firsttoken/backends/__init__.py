@@ -1,42 +1,103 @@
-"""The backend registry. Built-in backends register through the same call a user's plugin uses.
+"""The backend registry: every backend, and every ``--model`` spec, goes through it.
 
-``register_backend("name", factory)``; ``build_backend("name", **kwargs)`` makes one.
-Real backends (``LlamaCpp``, ``OpenAICompatible``) import their heavy libraries only when built.
+    register_backend("openai", OpenAICompatible, from_spec=..., key=...)
+
+``build_backend(name, **kwargs)`` makes one from keyword arguments. ``resolve(spec)`` makes one from a
+``--model`` spec: ``NAME:REST`` goes to the backend registered as ``NAME`` with a spec parser; a spec
+without a registered prefix goes to the default backend (local models: packaged names and ``.gguf`` paths).
+``model_key(spec)`` is a spec's identity (what can change a reply); ``check_spec(spec)`` names a bad spec
+before any model is loaded. Built-in backends register below through the same call a plugin uses, one
+line each; heavy libraries (llama_cpp, openai) are imported only when a backend is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from .._backend import Backend, BackendBase, Generation, Messages, Request, estimate_tokens
 from .._errors import ConfigError
-from ._protocol import Backend, Generation, Messages, estimate_tokens
+from . import llamacpp, openai_compat, scripted
 from .llamacpp import LlamaCpp
 from .openai_compat import OpenAICompatible
 from .scripted import Scripted
 
-_REGISTRY: dict[str, Callable[..., Backend]] = {}
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., Backend]
+    from_spec: Callable[[str], Backend] | None
+    key: Callable[[str], str] | None
+    check: Callable[[str], Any] | None
+    default: bool
 
 
-def register_backend(name: str, factory: Callable[..., Backend]) -> None:
-    _REGISTRY[name] = factory
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_backend(name: str, factory: Callable[..., Backend], *, from_spec: Callable[[str], Backend] | None = None,
+                     key: Callable[[str], str] | None = None, check: Callable[[str], Any] | None = None,
+                     default: bool = False) -> None:
+    """``factory(**kwargs)`` builds the backend. With ``from_spec``, ``--model NAME:REST`` builds it from
+    REST (``default=True``: also every spec without a registered prefix, given whole). ``key(REST)`` is a
+    spec's identity (default: REST itself); ``check(REST)`` validates cheaply (default: ``from_spec``)."""
+    _REGISTRY[name] = _Entry(factory, from_spec, key, check, default)
 
 
 def build_backend(name: str, **kwargs: Any) -> Backend:
     try:
-        factory = _REGISTRY[name]
+        entry = _REGISTRY[name]
     except KeyError:
         raise ConfigError(f"unknown backend {name!r}", hint=f"use one of: {', '.join(_REGISTRY)}") from None
-    return factory(**kwargs)
+    return entry.factory(**kwargs)
 
 
 def backend_names() -> list[str]:
     return list(_REGISTRY)
 
 
-register_backend("scripted", Scripted)
-register_backend("llamacpp", LlamaCpp)
-register_backend("openai", OpenAICompatible)
+def spec_prefixes() -> list[str]:
+    return [f"{name}:" for name, e in _REGISTRY.items() if e.from_spec is not None]
 
-__all__ = ["Backend", "Generation", "LlamaCpp", "Messages", "OpenAICompatible", "Scripted", "backend_names", "build_backend",
-           "estimate_tokens", "register_backend"]
+
+def _entry(spec: str) -> tuple[str, _Entry, str]:
+    """(name, entry, the spec text its parser gets) for a ``--model`` spec."""
+    name, sep, rest = spec.partition(":")
+    entry = _REGISTRY.get(name) if sep else None
+    if entry is not None and entry.from_spec is not None:
+        return name, entry, rest
+    default = next(((n, e) for n, e in _REGISTRY.items() if e.default and e.from_spec), None)
+    if default is None:
+        raise ConfigError(f"unknown model {spec!r}", hint=f"use a spec with one of: {', '.join(spec_prefixes())}")
+    return default[0], default[1], spec
+
+
+def resolve(spec: str) -> Backend:
+    """The backend a ``--model`` spec names, built (a local model is loaded here)."""
+    _, entry, rest = _entry(spec)
+    return entry.from_spec(rest)  # type: ignore[misc]
+
+
+def check_spec(spec: str) -> None:
+    """Fail now, with the fix, on a spec that cannot work (without loading a model)."""
+    _, entry, rest = _entry(spec)
+    (entry.check or entry.from_spec)(rest)  # type: ignore[misc]
+
+
+def model_key(spec: str) -> str:
+    """A spec's identity: what can change a reply (fetch-only options and secrets left out)."""
+    name, entry, rest = _entry(spec)
+    if entry.key is None:
+        return spec
+    key = entry.key(rest)
+    return key if rest == spec else f"{name}:{key}"
+
+
+register_backend("scripted", Scripted, from_spec=scripted.from_spec)
+register_backend("openai", OpenAICompatible, from_spec=openai_compat.from_spec, key=openai_compat.spec_key)
+register_backend("llamacpp", LlamaCpp, from_spec=llamacpp.from_spec, check=llamacpp.check_spec, default=True)
+
+__all__ = ["Backend", "BackendBase", "Generation", "LlamaCpp", "Messages", "OpenAICompatible", "Request", "Scripted",
+           "backend_names", "build_backend", "check_spec", "estimate_tokens", "model_key", "register_backend",
+           "resolve", "spec_prefixes"]

@@ -25,12 +25,12 @@ from typing import Any
 
 import llguidance
 
+from .._backend import BackendBase, Generation, Messages, Request
 from .._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, FirstTokenError,
                        ModelNotFoundError)
 from .._options import GenerateOptions
 from ..layouts import Constraint
 from ._guide import Guide
-from ._protocol import Generation, Messages
 
 _CLOSE_SLACK = 16  # tokens allowed for the region's closer on top of the budgets
 
@@ -74,7 +74,9 @@ def check_gguf(path: Path) -> None:
                                  hint="pass a .gguf model file (llama.cpp's format)")
 
 
-class LlamaCpp:
+class LlamaCpp(BackendBase):
+    """One sequence at a time (``concurrency`` 1): the default ``generate_batch`` runs requests in order."""
+
     name = "llamacpp"
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, llm: Any = None, n_ctx: int = 4096,
@@ -153,8 +155,8 @@ class LlamaCpp:
         return Guide(self._matcher(constraint.lark), self.tokenizer, self.llm.n_vocab(), constraint.region,
                      options.max_thinking_tokens, end_of_turn, self._piece)
 
-    def generate(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions,
-                 on_text: Callable[[str], None] | None = None) -> Generation:
+    def generate(self, request: Request) -> Generation:
+        messages, constraint, options, on_text = request.messages, request.constraint, request.options, request.on_text
         guide = self.guide(constraint, options) if constraint is not None else None
         if constraint is None:
             max_tokens = options.max_thinking_tokens + options.max_answer_tokens
@@ -213,3 +215,22 @@ class _Echo:
 
 def _processor_list(processors: list[Any]) -> Any:
     return _import_llama_cpp().LogitsProcessorList(processors)
+
+
+# --- `--model NAME` (a packaged model) or `--model PATH.gguf`: the default for specs without a prefix ------
+def check_spec(spec: str) -> Path:
+    """The model file a spec names (a packaged model is assembled if needed; nothing is loaded)."""
+    from .. import _models
+    from . import spec_prefixes
+
+    try:
+        return _models.model_path(spec)
+    except ModelNotFoundError as e:
+        if spec in _models.CATALOGUE:
+            raise
+        raise ModelNotFoundError(e.message, hint=f"{e.hint}, or a spec with one of the prefixes "
+                                                 f"{', '.join(spec_prefixes())}") from None
+
+
+def from_spec(spec: str) -> LlamaCpp:
+    return LlamaCpp(check_spec(spec), label=spec)

@@ -27,15 +27,14 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._backend import BackendBase, Generation, Messages, Request
 from .._errors import BackendError, ConfigError, ContextOverflowError, UnreachableError
-from .._text import redact
 from .._options import GenerateOptions
+from .._text import redact
 from ..layouts import Constraint
-from ._protocol import Generation, Messages, estimate_tokens
 
 SCHEMA_MODES = ("json_schema", "json_object", "grammar", "none")
 _PLACEHOLDER_KEY = "sk-no-key-needed"
@@ -48,7 +47,9 @@ class _Retry(Exception):
         self.why, self.wait, self.connection = why, wait, connection
 
 
-class OpenAICompatible:
+class OpenAICompatible(BackendBase):
+    """Runs ``concurrency`` requests at once (``BackendBase.generate_batch``'s thread pool)."""
+
     name = "openai"
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
@@ -80,9 +81,6 @@ class OpenAICompatible:
     def __repr__(self) -> str:
         return f"OpenAICompatible({self.label!r}, schema_mode={self.schema_mode!r})"
 
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
-
     # --- request ----------------------------------------------------------------------------------
     def request(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions) -> dict[str, Any]:
         """The keyword arguments of one chat.completions.create call."""
@@ -103,9 +101,9 @@ class OpenAICompatible:
             kwargs["extra_body"] = extra
         return kwargs
 
-    def generate(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions,
-                 on_text: Callable[[str], None] | None = None) -> Generation:
-        kwargs = self.request(messages, constraint, options)
+    def generate(self, request: Request) -> Generation:
+        kwargs = self.request(request.messages, request.constraint, request.options)
+        on_text = request.on_text
         retries = 0
         waited = 0.0
         start = time.perf_counter()
@@ -237,3 +235,45 @@ def _hint_for(status: int) -> str:
             403: "the key lacks access to this model", 404: "check the model name and the base URL (…/v1)",
             422: "the server rejects this request; try another schema_mode (e.g. json_object for "
                  "llama-cpp-python's server)"}.get(status, "the server refused the request")
+
+
+# --- `--model openai:MODEL@URL[?options]` ----------------------------------------------------------------
+SPEC_OPTIONS = {"schema_mode": str, "concurrency": int, "api_key_env": str, "timeout": float,
+                "max_retries": int, "unreachable_after": float, "deadline": float}
+# Options that change how a reply is fetched, never what it says: not part of a model's identity.
+FETCH_ONLY = {"concurrency", "api_key_env", "timeout", "max_retries", "unreachable_after", "deadline"}
+
+
+def parse_spec(rest: str) -> tuple[str, str, dict[str, Any]]:
+    """``MODEL@URL[?options]`` -> (model, base URL without query, typed options)."""
+    spec = f"openai:{rest}"
+    model, sep, url = rest.partition("@")
+    if not sep or not model or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"model {spec!r}: expected openai:MODEL@URL",
+                          hint="e.g. --model openai:qwen2.5-1.5b@http://127.0.0.1:8000/v1")
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query):
+        if key not in SPEC_OPTIONS:
+            raise ConfigError(f"model {spec!r}: unknown option {key!r}", hint=f"options: {', '.join(SPEC_OPTIONS)}")
+        try:
+            options[key] = SPEC_OPTIONS[key](value)
+        except ValueError:
+            raise ConfigError(f"model {spec!r}: option {key}={value!r} is not a {SPEC_OPTIONS[key].__name__}") from None
+    return model, urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), options
+
+
+def spec_key(rest: str) -> str:
+    """The identity of ``MODEL@URL[?options]``: fetch-only options and URL user-info are left out;
+    ``schema_mode`` stays when it is not the default."""
+    model, base, options = parse_spec(rest)
+    parts = urlsplit(base)
+    base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    kept = {k: v for k, v in sorted(options.items()) if k not in FETCH_ONLY
+            and not (k == "schema_mode" and v == "json_schema")}
+    return f"{model}@{base}" + (f"?{urlencode(kept)}" if kept else "")
+
+
+def from_spec(rest: str) -> OpenAICompatible:
+    model, base, options = parse_spec(rest)
+    return OpenAICompatible(base, model, label=f"openai:{spec_key(rest)}", **options)

@@ -1,8 +1,9 @@
 """``Scripted``: replies from a list, or from a function of the messages. For tests and dry runs.
 
-Registered and built like every other backend. It ignores the constraint (it is not a model) and
-estimates token counts (``estimated=True``). A reply that is an exception instance is raised, so
-tests can script backend failures; ``delay`` sleeps before each reply, for a slow model.
+Registered and built like every other backend; ``--model scripted:module:function`` names a function of
+the messages. It ignores the constraint (it is not a model) and estimates token counts
+(``estimated=True``). A reply that is an exception instance is raised, so tests can script backend
+failures; ``delay`` sleeps before each reply, for a slow model.
 """
 
 from __future__ import annotations
@@ -11,25 +12,25 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Union
 
+from .._backend import BackendBase, Generation, Messages, Request, estimate_tokens
 from .._errors import BackendError, FirstTokenError
-from .._options import GenerateOptions
-from ..layouts import Constraint
-from ._protocol import Generation, Messages, estimate_tokens
 
 Reply = Union[str, Generation, BaseException]
 
 
-class Scripted:
+class Scripted(BackendBase):
     name = "scripted"
 
-    def __init__(self, replies: Iterable[Reply] | Callable[[Messages], Reply], *, delay: float = 0.0):
+    def __init__(self, replies: Iterable[Reply] | Callable[[Messages], Reply], *, delay: float = 0.0,
+                 label: str = "scripted"):
+        self.label = label
         self._fn = replies if callable(replies) else None
         self._replies = None if callable(replies) else list(replies)
         self.delay = delay
         self.calls: list[Messages] = []
 
-    def generate(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions,
-                 on_text: Callable[[str], None] | None = None) -> Generation:
+    def generate(self, request: Request) -> Generation:
+        messages, on_text = request.messages, request.on_text
         self.calls.append(messages)
         if self.delay:
             time.sleep(self.delay)
@@ -57,5 +58,10 @@ class Scripted:
         return Generation(text=reply, prompt_tokens=prompt, completion_tokens=estimate_tokens(reply),
                           estimated=True)
 
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
+
+def from_spec(rest: str) -> Scripted:
+    """``module:function`` (``function(messages) -> reply text``)."""
+    from .._imports import import_object
+
+    return Scripted(import_object(rest, "model scripted:", "--model scripted:mytests.fake:reply"),
+                    label=f"scripted:{rest}")

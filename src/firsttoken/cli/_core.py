@@ -11,6 +11,7 @@ from .._errors import ConfigError
 from .._predictor import Predictor
 from .._signature import Signature
 from .._text import markup, terminal_safe
+from ..backends import resolve
 from ..layouts import get_layout, layout_classes
 from ._app import app, out
 
@@ -73,7 +74,7 @@ def parse_output_spec(spec: str) -> tuple[str, object]:
 
 @app.command()
 def ask(question: str = typer.Argument(..., help="the question"),
-        model: str = typer.Option(_models.DEFAULT_MODEL, "--model", "-m", help="packaged name or .gguf path"),
+        model: str = typer.Option(_models.DEFAULT_MODEL, "--model", "-m", help="a --model spec, as for eval"),
         layout: str = typer.Option("work_then_answer", "--layout", "-l"),
         syntax: str = typer.Option(None, "--syntax"),
         output: list[str] = typer.Option(["answer:str"], "--output", "-o", help="NAME:TYPE, repeatable"),
@@ -83,7 +84,7 @@ def ask(question: str = typer.Argument(..., help="the question"),
     """Ask one question: see the reasoning as it is written, then the typed answer and token counts."""
     outputs = dict(parse_output_spec(s) for s in output)
     sig = Signature.make("Ask", "Answer the question.", {"question": str}, outputs)
-    backend = _models.load(model)
+    backend = resolve(model)
     predictor = Predictor(sig, layout=layout, syntax=syntax, model=backend,
                           max_thinking_tokens=max_thinking_tokens, constrained=not unconstrained)
     if as_json:

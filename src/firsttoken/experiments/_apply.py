@@ -11,13 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import _models, _types
-from .._errors import ConfigError, DataError, FirstTokenError
+from .._backend import BackendBase, Generation, Request
+from .._errors import ConfigError
 from .._predictor import Predictor
 from .._signature import Signature
+from ..backends import resolve
+from ._runner import Arm
 from ._store import Store
 from ._summary import summarize
-from ._tasks import read_records
 
 
 def find_arm(store: Store, ref: str | None) -> dict:
@@ -57,13 +58,10 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
     if not spec:
         raise ConfigError(f"the run of task {arm['task']!r} did not store its signature",
                           hint="re-run `firsttoken eval` with this version, or use the Python API")
-    sig = Signature.from_spec(spec)
-    arm_config = json.loads(arm["config"] or "{}")
-    options: dict[str, Any] = {"constrained": bool(arm["constrained"])}
-    if arm["budget"] is not None:
-        options["max_thinking_tokens"] = arm["budget"]
-    return Predictor(sig, layout=arm["layout"], syntax=arm["syntax"], model=backend or _models.resolve(arm["model"]),
-                     demos=arm_config.get("demo_rows") or None, **options)
+    stored = json.loads(arm["config"] or "{}")
+    the_arm = Arm(arm["task"], arm["model"], arm["layout"], arm["syntax"], bool(arm["constrained"]), arm["budget"],
+                  arm["demos"] or 0, json.dumps(stored.get("demo_rows") or []))
+    return the_arm.predictor(Signature.from_spec(spec), backend or resolve(arm["model"]))
 
 
 def show_arm(store_path: str | Path, arm_ref: str | None) -> dict[str, Any]:
@@ -80,10 +78,10 @@ def show_arm(store_path: str | Path, arm_ref: str | None) -> dict[str, Any]:
             "json_schema": constraint.json_schema, "options": predictor.options.model_dump()}
 
 
-class _NoModel:
+class _NoModel(BackendBase):
     """Stands in for the arm's model where nothing is generated (``show``)."""
 
-    name = "none"
+    label = "none"
 
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
+    def generate(self, request: Request) -> Generation:
         raise ConfigError("show does not call the model")

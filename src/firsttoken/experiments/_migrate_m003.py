@@ -79,14 +79,14 @@ def _rows(db: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str]]:
 
 def _arms(db: sqlite3.Connection, configs: dict[str, dict[str, Any]]) -> dict[str, str]:
     """old arm id -> new arm id."""
-    from .. import _models
+    from ..backends import model_key
     from ..layouts import get_layout
 
     renamed: dict[str, str] = {}
     old = db.execute("SELECT * FROM arms ORDER BY rowid").fetchall()
     db.execute("DELETE FROM arms")
     for a in old:
-        model = _models.model_key(a["model"])
+        model = model_key(a["model"])
         try:
             version = get_layout(a["layout"], a["syntax"]).version
         except FirstTokenError:
@@ -106,11 +106,11 @@ def _arms(db: sqlite3.Connection, configs: dict[str, dict[str, Any]]) -> dict[st
 
 def _calls(db: sqlite3.Connection) -> dict[str, str]:
     """old call hash -> new call hash (only those that change: a model spec with fetch-only options)."""
-    from .. import _models
+    from ..backends import model_key
 
     changed: dict[str, str] = {}
     for c in db.execute("SELECT hash, model, messages, constraint_lark, options FROM calls").fetchall():
-        key = _models.model_key(c["model"])
+        key = model_key(c["model"])
         if key == c["model"]:
             continue
         new = _identity.call_hash(key, json.loads(c["messages"]), c["constraint_lark"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +45,24 @@ def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_
         else _JsonOut(out)
     done = writer.resume()
     counts = {"rows": len(rows), "skipped": 0, "predicted": 0, "errors": 0, "backend_errors": 0}
-    with writer:
-        for row_id, values in rows:
-            if row_id in done:
-                counts["skipped"] += 1
-                continue
+    todo = [(row_id, values) for row_id, values in rows if row_id not in done]
+    counts["skipped"] = len(rows) - len(todo)
+    with writer, closing(predictor.completed([values for _, values in todo])) as outcomes:
+        for i, out in outcomes:  # as rows finish (a concurrent backend finishes out of order)
+            if isinstance(out, UnreachableError):
+                raise out  # the server is gone: stop, as `eval` does
+            row_id, values = todo[i]
             entry: dict[str, Any] = {"row": row_id, "arm": arm["id"], "inputs": values}
-            try:
-                pred = predictor(**values)
-                entry.update(outputs={k: _types.to_json(v) for k, v in pred.outputs.items()},
-                             thoughts=pred.thoughts, usage=pred.to_dict()["usage"], error=None)
-                counts["predicted"] += 1
-            except UnreachableError:
-                raise  # the server is gone: stop, as `eval` does
-            except FirstTokenError as e:
+            if isinstance(out, FirstTokenError):
                 entry.update(outputs=None, thoughts=None, usage=None,
-                             error={"type": type(e).__name__, "message": e.message, "raw": getattr(e, "raw", None)})
+                             error={"type": type(out).__name__, "message": out.message,
+                                    "raw": getattr(out, "raw", None)})
                 counts["errors"] += 1
-                counts["backend_errors"] += isinstance(e, BackendError)
+                counts["backend_errors"] += isinstance(out, BackendError)
+            else:
+                entry.update(outputs={k: _types.to_json(v) for k, v in out.outputs.items()},
+                             thoughts=out.thoughts, usage=out.to_dict()["usage"], error=None)
+                counts["predicted"] += 1
             writer.write(entry)
             if on_row:
                 on_row(entry)

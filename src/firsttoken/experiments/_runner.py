@@ -15,21 +15,24 @@ import json
 import math
 import platform
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import _models, _types
+from .. import _types
+from .._backend import Backend
 from .._errors import BackendError, ConfigError, ParseError, UnreachableError
 from .._options import GenerateOptions
+from .._prediction import Prediction
 from .._predictor import Predictor
 from .._text import redact
-from ..backends import Backend, Generation
-from ..layouts import Constraint, get_layout, layout_names
+from ..backends import check_spec, model_key, resolve
+from ..layouts import get_layout, layout_names
 from . import _identity, _metrics
+from ._cache import Cached
 from ._store import Store
 from ._summary import summarize
 from ._tasks import Row, Task
@@ -38,7 +41,7 @@ from ._tasks import Row, Task
 @dataclass(frozen=True)
 class Arm:
     """One (model, layout, syntax, constrained, thinking budget, demos). ``model`` is the model's identity
-    (``_models.model_key``); ``demo_rows`` is the demos' content as JSON (part of the identity)."""
+    (``backends.model_key``); ``demo_rows`` is the demos' content as JSON (part of the identity)."""
 
     task: str
     model: str
@@ -101,9 +104,6 @@ def build_grid(task: str, models: Sequence[str], layouts: Sequence[str] | None, 
     return arms
 
 
-call_hash = _identity.call_hash
-
-
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("firsttoken", "llama-cpp-python", "llguidance", "openai"):
@@ -124,14 +124,6 @@ def default_store(task: str) -> Path:
     return Path("runs") / f"{task}.db"
 
 
-def _check_model(spec: str) -> None:
-    kind, sep, _ = spec.partition(":")
-    if sep and kind in ("openai", "scripted"):
-        _models.resolve(spec)  # cheap for these, and it names the problem
-    else:
-        _models.model_path(spec)
-
-
 def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str] | None = None,
              syntaxes: Sequence[str] = ("json",), constrained: Sequence[bool] = (True,),
              budgets: Sequence[int | None] = (None,), store: str | Path | None = None, limit: int | None = None,
@@ -146,8 +138,8 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
     names: list[str] = []
     for m in models:
         if isinstance(m, str):
-            _check_model(m)
-            key = _models.model_key(m)
+            check_spec(m)  # names a bad spec before anything runs
+            key = model_key(m)
             backends.setdefault(key, m)
         else:
             key = getattr(m, "label", None) or m.name
@@ -192,113 +184,40 @@ def _run_arm(arm: Arm, task: Task, rows: list[Row], db: Store, backends: dict[st
         progress.arm_started(arm, len(rows), len(rows) - len(todo))
     if todo:
         if isinstance(backends[arm.model], str):
-            backends[arm.model] = _models.resolve(backends[arm.model])
-        backend = backends[arm.model]
-        predictor = arm.predictor(task.signature, backend)
-        jobs = [_prepare(arm, row, predictor, db) for row in todo]
-        # Identical calls (identical rows) are made once: the first is the leader, the rest reuse its reply.
-        leaders: dict[str, _Job] = {}
-        followers: dict[str, list[_Job]] = {}
-        for job in jobs:
-            if job.cached is None and job.hash in leaders:
-                followers.setdefault(job.hash, []).append(job)
-            else:
-                leaders.setdefault(job.hash, job)
-
-        def finish(job: _Job, gen: Generation | BackendError) -> None:
-            _report(progress, arm, _record(arm, task, predictor, db, job, gen))
-            for other in followers.pop(job.hash, []):
-                if isinstance(gen, Generation):
-                    other.cached = gen
-                _report(progress, arm, _record(arm, task, predictor, db, other, gen))
-
-        workers = getattr(backend, "concurrency", 1)
-        if workers <= 1:
-            for job in leaders.values():
-                finish(job, _call(predictor, job))
-        else:  # calls in flight at once; every store write stays on this thread
-            pool = ThreadPoolExecutor(max_workers=workers)
-            try:
-                futures = {pool.submit(_call, predictor, job): job for job in leaders.values()}
-                for future in as_completed(futures):
-                    finish(futures[future], future.result())
-            except BaseException:  # Ctrl-C or a run-stopping error: abandon the calls in flight
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown()
+            backends[arm.model] = resolve(backends[arm.model])  # type: ignore[arg-type]
+        cached = Cached(backends[arm.model], db, arm.model)  # type: ignore[arg-type]
+        predictor = arm.predictor(task.signature, cached)
+        with closing(predictor.completed([row.inputs for row in todo])) as outcomes:
+            for i, out in outcomes:
+                if isinstance(out, UnreachableError) or not isinstance(out, (Prediction, ParseError, BackendError)):
+                    raise out  # the server is gone, or the run is misconfigured: stop the run here
+                result = _record(arm, task, db, cached, todo[i], out)
+                if progress:
+                    progress.row_done(arm, result)
     if progress:
         progress.arm_finished(arm)
 
 
-def _report(progress: Progress | None, arm: Arm, result: dict) -> None:
-    if progress:
-        progress.row_done(arm, result)
-
-
-@dataclass
-class _Job:
-    row: Row
-    messages: list[dict]
-    constraint: Constraint | None
-    hash: str
-    cached: Generation | None
-
-
-def _prepare(arm: Arm, row: Row, predictor: Predictor, db: Store) -> _Job:
-    messages = predictor.messages(**row.inputs)
-    constraint = predictor.constraint if arm.constrained else None
-    h = call_hash(arm.model, messages, constraint.lark if constraint else None, predictor.options)
-    stored = db.call(h)
-    cached = None
-    if stored is not None:
-        cached = Generation(text=stored["text"], prompt_tokens=stored["prompt_tokens"],
-                            completion_tokens=stored["completion_tokens"], reasoning_tokens=stored["reasoning_tokens"],
-                            reasoning=stored["reasoning"], seconds=stored["seconds"],
-                            estimated=bool(stored["estimated"]), closed_by=stored["closed_by"],
-                            finish_reason=stored["finish_reason"] or "stop", retries=stored["retries"] or 0)
-    return _Job(row, messages, constraint, h, cached)
-
-
-def _call(predictor: Predictor, job: _Job) -> Generation | BackendError:
-    """The model call (on a worker thread when the backend is concurrent). A run stops on UnreachableError."""
-    if job.cached is not None:
-        return job.cached
-    try:
-        return predictor.generate(job.messages, job.constraint, predictor.options)
-    except UnreachableError:
-        raise
-    except BackendError as e:
-        return e
-
-
-def _record(arm: Arm, task: Task, predictor: Predictor, db: Store, job: _Job, gen: Generation | BackendError) -> dict:
-    base = {"arm_id": arm.id, "row_key": job.row.key, "row_hash": job.row.hash, "call_hash": job.hash, "outputs": None, "thoughts": None,
-            "raw": None, "score": None, "prompt_tokens": None, "reasoning_tokens": None, "answer_tokens": None,
-            "seconds": None, "estimated": 0, "order_violated": 0, "error": None}
-    if isinstance(gen, BackendError):
-        result = {**base, "outcome": "backend_error", "error": redact(f"{type(gen).__name__}: {gen}")}
+def _record(arm: Arm, task: Task, db: Store, cached: Cached, row: Row,
+            out: Prediction | ParseError | BackendError) -> dict:
+    """Store one row's outcome (with the model call that produced it, when new), in one transaction."""
+    result: dict[str, Any] = {"arm_id": arm.id, "row_key": row.key, "row_hash": row.hash, "call_hash": None,
+                              "outputs": None, "thoughts": None, "raw": None, "score": None, "prompt_tokens": None,
+                              "reasoning_tokens": None, "answer_tokens": None, "seconds": None, "estimated": 0,
+                              "order_violated": 0, "error": None}
+    if isinstance(out, BackendError):
+        result.update(outcome="backend_error", error=redact(f"{type(out).__name__}: {out}"))
         db.add_result(result)
         return result
-    try:
-        pred = predictor.finish(gen)
-        score = task.score(job.row, pred.outputs)
-        u = pred.usage
-        result = {**base, "outcome": "correct" if _metrics.is_correct(score) else "wrong",
-                  "outputs": json.dumps({k: _types.to_json(v) for k, v in pred.outputs.items()}, default=str),
-                  "thoughts": pred.thoughts, "raw": pred.raw, "score": score, "order_violated": int(pred.order_violated)}
-    except ParseError as e:
-        u = e.usage
-        result = {**base, "outcome": "parse_failure", "raw": e.raw, "thoughts": e.reasoning, "error": e.message,
-                  "score": 0.0}
-    result.update(prompt_tokens=u.prompt_tokens, reasoning_tokens=u.reasoning_tokens, answer_tokens=u.answer_tokens,
-                  seconds=u.seconds, estimated=int(u.estimated))
-    call = None
-    if job.cached is None:
-        call = (job.hash, {
-            "model": arm.model, "messages": json.dumps(job.messages), "options": predictor.options.model_dump_json(),
-            "constraint_lark": job.constraint.lark if job.constraint else None, "text": gen.text,
-            "reasoning": gen.reasoning, "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-            "reasoning_tokens": gen.reasoning_tokens, "seconds": gen.seconds, "estimated": int(gen.estimated),
-            "closed_by": gen.closed_by, "retries": gen.retries, "finish_reason": gen.finish_reason})
-    db.record(call, result)  # the call and its outcome land together, or not at all
+    if isinstance(out, ParseError):
+        result.update(outcome="parse_failure", raw=out.raw, thoughts=out.reasoning, error=out.message, score=0.0)
+    else:
+        score = task.score(row, out.outputs)
+        result.update(outcome="correct" if _metrics.is_correct(score) else "wrong", score=score,
+                      outputs=json.dumps({k: _types.to_json(v) for k, v in out.outputs.items()}, default=str),
+                      thoughts=out.thoughts, raw=out.raw, order_violated=int(out.order_violated))
+    u, gen = out.usage, out.generation
+    result.update(call_hash=gen.call_hash, prompt_tokens=u.prompt_tokens, reasoning_tokens=u.reasoning_tokens,
+                  answer_tokens=u.answer_tokens, seconds=u.seconds, estimated=int(u.estimated))
+    db.record(cached.call_record(gen), result)  # the call and its outcome land together, or not at all
     return result

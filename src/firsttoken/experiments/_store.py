@@ -141,6 +141,11 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def compact(self) -> None:
+        """Fold the write-ahead log into the file and leave WAL mode: one self-contained file (to commit)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("PRAGMA journal_mode=DELETE")
+
     # --- the task's definition --------------------------------------------------------------------
     def check_definition(self, task: str, definition: dict[str, Any]) -> None:
         """Record the task's definition, or refuse one that differs from the definition stored for it."""

@@ -58,15 +58,16 @@ class OrderedFieldsLayout(Layout):
         return "the answer field described above"
 
     # --- prompt -----------------------------------------------------------------------------------
-    def format_instructions(self, sig: type[Signature]) -> str:
+    def format_instructions(self, sig: type[Signature], lead: str = "Reply with") -> str:
+        """``lead`` opens the sentence ("The answer is …" where another layout embeds this one)."""
         order = self._order(sig)
         keys = "\n".join(f"- {n}: {self._help(n, sig)}" for n in order)
         if self.syntax == "json":
             shape = "{" + ", ".join(f'"{n}": <{n}>' for n in order) + "}"
-            return (f"Reply with one JSON object and nothing else. Its keys, in this order:\n{keys}\n"
+            return (f"{lead} one JSON object and nothing else. Its keys, in this order:\n{keys}\n"
                     f"Shape: {shape}")
         shape = "\n\n".join(f"{_marker(n)}\n<{n}>" for n in order) + f"\n\n{_marker('completed')}"
-        return (f"Reply with these fields, in this order, each after its marker:\n{keys}\n"
+        return (f"{lead} these fields, in this order, each after its marker:\n{keys}\n"
                 f"End with the marker {_marker('completed')}. Shape:\n{shape}")
 
     def user_prompt(self, sig: type[Signature], inputs: dict[str, Any]) -> str:
@@ -78,26 +79,31 @@ class OrderedFieldsLayout(Layout):
                 f"and then ending with the marker for `{_marker('completed')}`.")
 
     # --- constraint -------------------------------------------------------------------------------
+    def json_grammar(self, sig: type[Signature], g: _types.Grammar) -> tuple[str, Region | None]:
+        """The Lark expression of the reply's JSON object (its rules go into ``g``), and the reasoning region."""
+        region = None
+        parts = []
+        for i, name in enumerate(self._order(sig)):
+            key = ("{" if i == 0 else ", ") + json.dumps(name) + ": "
+            if name in self.before:
+                value = g.rule(name, f'/"{_types.JSON_CHAR}*"/')
+                region = Region(open=key + '"', end='"', close='"', json_string=True)
+            elif name in self.after:
+                value = g.rule(name, f'/"{_types.JSON_CHAR}{{0,{EXPLANATION_MAX}}}"/')
+            else:
+                value = _types.json_value_rule(sig.output_fields[name].annotation, g, f"v_{name}")
+            parts.append(f"{_types.lark_literal(key)} {value}")
+        return " ".join(parts) + ' "}"', region
+
     def constraint(self, sig: type[Signature]) -> Constraint:
         g = _types.Grammar()
         order = self._order(sig)
         region = None
         if self.syntax == "json":
-            parts = []
-            for i, name in enumerate(order):
-                key = ("{" if i == 0 else ", ") + json.dumps(name) + ": "
-                if name in self.before:
-                    value = g.rule(name, f'/"{_types.JSON_CHAR}*"/')
-                    region = Region(open=key + '"', end='"', close='"', json_string=True)
-                elif name in self.after:
-                    value = g.rule(name, f'/"{_types.JSON_CHAR}{{0,{EXPLANATION_MAX}}}"/')
-                else:
-                    value = _types.json_value_rule(sig.output_fields[name].annotation, g, f"v_{name}")
-                parts.append(f"{_types.lark_literal(key)} {value}")
-            lark = g.render(" ".join(parts) + ' "}"')
+            body, region = self.json_grammar(sig, g)
             props = {n: ({"type": "string"} if n in self.before + self.after
                          else _types.json_schema(sig.output_fields[n].annotation)) for n in order}
-            return Constraint(lark, _types.object_schema(props), region)
+            return Constraint(g.render(body), _types.object_schema(props), region)
         parts = []
         for i, name in enumerate(order):
             head = ("" if i == 0 else "\n\n") + _marker(name) + "\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _types
 from .._errors import ParseError
 from .._signature import Signature
 from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning
@@ -32,12 +33,16 @@ class ThinkThenAnswer(Layout):
     def format_instructions(self, sig: type[Signature]) -> str:
         return (f"First think step by step inside {OPEN} ... {CLOSE}: work the task out in full. "
                 f"Then, after {CLOSE}, give the answer. "
-                + self._answer.format_instructions(sig).replace("Reply with", "The answer is", 1))
+                + self._answer.format_instructions(sig, lead="The answer is"))
 
     def constraint(self, sig: type[Signature]) -> Constraint:
-        inner = self._answer.constraint(sig).lark.replace("start: ", "answer: ", 1)
-        lark = (f'start: "{OPEN}" think "\\n" answer\n'
-                f'think[suffix="{CLOSE}"]: /(.|\\n)*/\n{inner}')
+        answer = _types.Grammar()
+        body, _ = self._answer.json_grammar(sig, answer)
+        g = _types.Grammar()
+        think = g.rule("think", "/(.|\\n)*/", attrs=f"suffix={_types.lark_literal(CLOSE)}")
+        g.rule("answer", body)
+        g.include(answer)
+        lark = g.render(f'{_types.lark_literal(OPEN)} {think} "\\n" answer')
         return Constraint(lark, None, Region(open=OPEN, end=CLOSE, close="\n" + CLOSE))
 
     def render(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None = None,

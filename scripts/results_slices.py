@@ -1,0 +1,74 @@
+"""The published experiment's slices: what each measures and the `firsttoken eval` command that runs it.
+
+Each slice is stored in results/<model>/<store>.db (slices of one data set share a store, so that a call
+two slices both need is made once). ``slice_scope`` reads a slice's arms and rows back from its store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+DATA = "../shared/data"
+MODELS = ["qwen2.5-coder-1.5b", "smollm2-135m"]
+ALL = "direct,answer_then_explain,thoughts_first,think_then_answer,work_then_answer"
+
+FIVE = ALL.split(",")
+GSM8K = {"task": "gsm8k", "data": f"{DATA}/gsm8k/test.jsonl", "store": "gsm8k"}
+
+# Each slice: what it measures, and its eval settings. Slices of one data set share a store, so that a
+# call two slices both need is made once.
+SLICES: dict[str, dict] = {
+    "arithmetic": {"what": "generated arithmetic, 15 problems per difficulty 1-6, all five layouts",
+                   "task": "arithmetic:1-6:15", "store": "arithmetic", "layouts": FIVE},
+    "gsm8k": {"what": "GSM8K, first 50 problems, all five layouts", **GSM8K, "limit": 50, "layouts": FIVE},
+    "gsm8k-unconstrained": {"what": "GSM8K, first 30: forced format vs asked by prompt alone", **GSM8K,
+                            "limit": 30, "layouts": ["thoughts_first", "work_then_answer"],
+                            "constrained": [True, False]},
+    "gsm8k-budget": {"what": "GSM8K, first 30: thinking budget 0 / 64 / 256 / 512", **GSM8K, "limit": 30,
+                     "layouts": ["thoughts_first", "work_then_answer"], "budgets": [0, 64, 256, 512]},
+    "products": {"what": "products, all 194, all five layouts (the founding example)", "task": "products",
+                 "data": f"{DATA}/products/products.json", "store": "products", "layouts": FIVE},
+    "banking77": {"what": "Banking77, 100 rows drawn with seed 0, all five layouts", "task": "banking77",
+                  "data": f"{DATA}/banking77", "store": "banking77", "sample": 100, "seed": 0, "layouts": FIVE},
+}
+
+
+def store(model: str, name: str) -> Path:
+    return RESULTS / model / f"{SLICES[name]['store']}.db"
+
+
+def command(model: str, name: str) -> list[str]:
+    s = SLICES[name]
+    cmd = ["firsttoken", "eval", "--model", model, "--store", str(store(model, name).relative_to(ROOT)), "--quiet",
+           "--task", s["task"]]
+    if "data" in s:
+        cmd += ["--data", s["data"]]
+    for key, flag in (("limit", "--limit"), ("sample", "--sample"), ("seed", "--seed")):
+        if key in s:
+            cmd += [flag, str(s[key])]
+    cmd += ["--layouts", ",".join(s["layouts"])]
+    if "constrained" in s:
+        cmd += ["--constrained", ",".join("on" if c else "off" for c in s["constrained"])]
+    if "budgets" in s:
+        cmd += ["--thinking-budgets", ",".join(map(str, s["budgets"]))]
+    return cmd
+
+
+def slice_scope(db, model: str, name: str) -> tuple[str, list[str], set[str]]:
+    """The task name, arm ids and row keys one slice covers in its open store (several slices may share one).
+
+    Read from the store, not the data files, so that `render` needs only what is committed: the arms of the
+    slice's grid, and the rows its limit or sample takes from the task's current data (the rows `eval` was
+    last given, in order)."""
+    from firsttoken.experiments import build_grid
+    from firsttoken.experiments._tasks import sample_rows
+
+    s = SLICES[name]
+    task = s["task"].split(":")[0]
+    grid = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), s.get("budgets", [512]))
+    rows = db.row_keys(task)
+    if "sample" in s:
+        rows = sample_rows(rows, s["sample"], s.get("seed", 0))
+    return task, [a.id for a in grid], set(rows[:s.get("limit")])

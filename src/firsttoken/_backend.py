@@ -1,0 +1,154 @@
+"""The backend protocol, in the core: the one seam between a call and whatever model runs it.
+
+    Backend
+    ├── label: str                   how reports name the model (no secrets)
+    ├── concurrency: int             how many requests it runs at once
+    ├── generate(request) -> Generation
+    ├── generate_batch(requests)     yields (index, Generation | FirstTokenError) as each request finishes,
+    │                                in whatever order they finish
+    └── count_tokens(text) -> int
+
+``BackendBase`` gives the defaults: ``generate_batch`` runs the requests one at a time in order, or on a
+pool of ``concurrency`` threads (the one concurrency implementation every backend shares); ``count_tokens``
+estimates. ``call`` is the failure boundary: anything a backend raises that is not a firsttoken error
+becomes a ``BackendError``. A backend raises only firsttoken errors itself, never a library's own.
+Does not handle: async callers (a later async path must reuse ``generate_batch``, not copy it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ._errors import BackendError, FirstTokenError
+from ._options import GenerateOptions
+from ._text import redact
+from .layouts import Constraint
+
+Messages = list[dict[str, str]]
+Outcome = tuple[int, "Generation | FirstTokenError"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call: the chat messages, the constraint (None: prompt only), the options, and where the reply's
+    text goes as it is generated (``on_text``, for `firsttoken ask`)."""
+
+    messages: Messages
+    constraint: Constraint | None
+    options: GenerateOptions
+    on_text: Callable[[str], None] | None = None
+
+
+@dataclass
+class Generation:
+    """One reply. Token counts are None where the backend could not count them."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None  # inside the constraint's region, delimiters excluded
+    reasoning: str | None = None  # reasoning delivered apart from the text (thinking models on servers)
+    seconds: float = 0.0
+    estimated: bool = False
+    closed_by: str | None = None  # "model" | "end_of_turn" | "budget"; None without a region
+    finish_reason: str = "stop"  # "length": cut at the token limit, so not a complete reply
+    retries: int = 0  # failed attempts before this reply (servers)
+    call_hash: str | None = None  # set by the call cache: the call's identity
+    cached: bool = False  # answered from a store, not by the model
+
+
+@runtime_checkable
+class Backend(Protocol):
+    label: str
+    concurrency: int
+
+    def generate(self, request: Request) -> Generation: ...
+
+    def generate_batch(self, requests: list[Request]) -> Iterator[Outcome]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class BackendBase:
+    """Defaults for the protocol's optional parts; subclass it and implement ``generate``."""
+
+    label = "backend"
+    concurrency = 1
+
+    def generate(self, request: Request) -> Generation:
+        raise NotImplementedError
+
+    def generate_batch(self, requests: list[Request]) -> Iterator[Outcome]:
+        return run_batch(self, requests)
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+
+def call(backend: Backend, request: Request) -> Generation:
+    """One request through the failure boundary."""
+    try:
+        return backend.generate(request)
+    except FirstTokenError:
+        raise
+    except Exception as e:
+        label = getattr(backend, "label", None) or type(backend).__name__
+        raise BackendError(redact(f"{label}: {type(e).__name__}: {e}"),
+                           hint="the backend failed on this call; rerun to retry it") from e
+
+
+def run_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
+    """``requests`` through ``backend.generate``: in order when its concurrency is 1, otherwise on a thread
+    pool, yielding each as it finishes. A consumer that stops early (Ctrl-C, a run-stopping error) leaves
+    the calls in flight behind: the pool is not waited for."""
+
+    def one(i: int) -> Outcome:
+        try:
+            return i, call(backend, requests[i])
+        except FirstTokenError as e:
+            return i, e
+
+    workers = max(1, int(getattr(backend, "concurrency", 1) or 1))
+    if workers == 1:
+        for i in range(len(requests)):
+            yield one(i)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        pending: set[Future[Outcome]] = {pool.submit(one, i) for i in range(len(requests))}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def guarded_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
+    """``backend.generate_batch`` through the failure boundary: if a plugin's own batch raises, every request
+    it had not answered gets that error."""
+    answered: set[int] = set()
+    try:
+        for i, out in backend.generate_batch(requests):
+            answered.add(i)
+            yield i, out
+    except FirstTokenError as e:
+        error: FirstTokenError = e
+    except Exception as e:
+        label = getattr(backend, "label", None) or type(backend).__name__
+        error = BackendError(redact(f"{label}: {type(e).__name__}: {e}"),
+                             hint="the backend failed on this batch; rerun to retry it")
+    else:
+        return
+    for i in range(len(requests)):
+        if i not in answered:
+            yield i, error
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: the fallback where no tokenizer is at hand (marked estimated)."""
+    return (len(text) + 3) // 4
+

@@ -1,0 +1,105 @@
+"""The seam between the core and its backends: one registry for every --model spec, the protocol's three
+methods, batches yielded as they finish, the call cache as a backend."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import firsttoken as ft
+from firsttoken.backends import check_spec, model_key, resolve
+
+from .signatures import Arithmetic
+from .test_eval import write_sums
+
+
+class Toy(ft.BackendBase):
+    """A whole backend in a few lines: sums "a+b" questions, in any JSON layout."""
+
+    def __init__(self, offset: int = 0, label: str = "toy"):
+        self.offset, self.label = offset, label
+
+    def generate(self, request):
+        a, b = request.messages[-1]["content"].split(": ", 1)[1].split("+")
+        return ft.Generation(json.dumps({"answer": int(a) + int(b) + self.offset}))
+
+
+def test_a_backend_is_one_module_and_one_registration_line(tmp_path, monkeypatch, restore_registries):
+    ft.register_backend("toy", Toy, from_spec=lambda rest: Toy(int(rest or 0), label=f"toy:{rest}"))
+    assert model_key("toy:0") == "toy:0" and isinstance(resolve("toy:1"), Toy)
+    data = write_sums(tmp_path / "sums.jsonl", n=6)
+    monkeypatch.chdir(tmp_path)
+    from firsttoken.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "--data", str(data), "--inputs", "question", "--output", "answer",
+                                   "--metric", "numeric", "-m", "toy:0", "--layouts", "direct", "--quiet", "--json"])
+    assert res.exit_code == 0, res.output
+    arm = json.loads(res.stdout)["arms"][0]
+    assert arm["model"] == "toy:0" and arm["n"] == 6 and arm["correct"] == 6
+
+
+def test_unknown_specs_name_the_registered_prefixes(restore_registries):
+    with pytest.raises(ft.ModelNotFoundError, match="unknown model 'gpt-9'") as info:
+        check_spec("gpt-9")
+    assert "openai:" in info.value.hint and "scripted:" in info.value.hint
+    ft.register_backend("toy", Toy, from_spec=lambda rest: Toy())
+    with pytest.raises(ft.ModelNotFoundError) as info:
+        check_spec("gpt-9")
+    assert "toy:" in info.value.hint
+
+
+class Slow(ft.BackendBase):
+    """Finishes request i after (n - i) ticks: the last request is the first done."""
+
+    concurrency = 4
+
+    def generate(self, request):
+        import time
+
+        i = int(request.messages[-1]["content"].split(": ", 1)[1].split("+")[0])
+        time.sleep(0.05 * (4 - i))
+        return ft.Generation(json.dumps({"answer": i}))
+
+
+def test_completed_yields_each_row_as_it_finishes_and_batch_keeps_input_order():
+    p = ft.Predictor(Arithmetic, layout="direct", model=Slow())
+    rows = [{"question": f"{i}+0"} for i in range(4)]
+    order = [i for i, _ in p.completed(rows)]
+    assert sorted(order) == [0, 1, 2, 3] and order != [0, 1, 2, 3]  # out of order: as they finished
+    assert [r.answer for r in p.batch(rows)] == [0, 1, 2, 3]
+
+
+def test_a_plugin_batch_that_raises_fails_only_the_rows_it_did_not_answer():
+    class HalfBatch(ft.BackendBase):
+        def generate(self, request):
+            return ft.Generation('{"answer": 1}')
+
+        def generate_batch(self, requests):
+            yield 0, self.generate(requests[0])
+            raise RuntimeError("the plugin broke")
+
+    results = ft.Predictor(Arithmetic, layout="direct", model=HalfBatch()).batch([{"question": "q"}] * 3)
+    assert results[0].answer == 1
+    assert all(isinstance(r, ft.BackendError) and "RuntimeError: the plugin broke" in str(r) for r in results[1:])
+
+
+def test_the_call_cache_answers_stored_calls_and_sends_identical_ones_once(tmp_path):
+    from firsttoken.experiments import Store
+    from firsttoken.experiments._cache import Cached
+
+    inner = ft.Scripted(lambda messages: '{"answer": 2}')
+    store = Store(tmp_path / "c.db")
+    cached = Cached(inner, store, "scripted")
+    p = ft.Predictor(Arithmetic, layout="direct", model=cached)
+    rows = [{"question": "1+1"}, {"question": "1+1"}, {"question": "2+0"}]
+    outs = dict(p.completed(rows))
+    assert len(inner.calls) == 2  # the repeated row was sent once
+    assert [outs[i].generation.cached for i in range(3)] == [False, True, False]
+    record = cached.call_record(outs[0].generation)
+    assert record is not None and cached.call_record(outs[1].generation) is None
+    store.add_call(*record)
+    again = ft.Predictor(Arithmetic, layout="direct", model=Cached(inner, store, "scripted"))(question="1+1")
+    assert again.generation.cached and len(inner.calls) == 2  # answered from the store
+    store.close()
