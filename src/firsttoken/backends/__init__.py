@@ -31,6 +31,7 @@ class _Entry:
     key: Callable[[str], str] | None
     check: Callable[[str], Any] | None
     default: bool
+    rows_at_once: str | None  # the spec option that sets how many rows run at once
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -38,11 +39,12 @@ _REGISTRY: dict[str, _Entry] = {}
 
 def register_backend(name: str, factory: Callable[..., Backend], *, from_spec: Callable[[str], Backend] | None = None,
                      key: Callable[[str], str] | None = None, check: Callable[[str], Any] | None = None,
-                     default: bool = False) -> None:
+                     default: bool = False, rows_at_once: str | None = None) -> None:
     """``factory(**kwargs)`` builds the backend. With ``from_spec``, ``--model NAME:REST`` builds it from
     REST (``default=True``: also every spec without a registered prefix, given whole). ``key(REST)`` is a
-    spec's identity (default: REST itself); ``check(REST)`` validates cheaply (default: ``from_spec``)."""
-    _REGISTRY[name] = _Entry(factory, from_spec, key, check, default)
+    spec's identity (default: REST itself); ``check(REST)`` validates cheaply (default: ``from_spec``);
+    ``rows_at_once`` names the spec's ``?option=N`` that ``--parallel N`` sets."""
+    _REGISTRY[name] = _Entry(factory, from_spec, key, check, default, rows_at_once)
 
 
 def build_backend(name: str, **kwargs: Any) -> Backend:
@@ -85,6 +87,15 @@ def check_spec(spec: str) -> None:
     (entry.check or entry.from_spec)(rest)  # type: ignore[misc]
 
 
+def with_parallel(spec: str, n: int) -> str:
+    """``spec`` running ``n`` rows at once (``--parallel``), where its backend can and the spec does not say."""
+    _, entry, _ = _entry(spec)
+    option = entry.rows_at_once
+    if option is None or f"{option}=" in spec.partition("?")[2]:
+        return spec
+    return f"{spec}{'&' if '?' in spec else '?'}{option}={n}"
+
+
 def model_key(spec: str) -> str:
     """A spec's identity: what can change a reply (fetch-only options and secrets left out)."""
     name, entry, rest = _entry(spec)
@@ -95,9 +106,11 @@ def model_key(spec: str) -> str:
 
 
 register_backend("scripted", Scripted, from_spec=scripted.from_spec)
-register_backend("openai", OpenAICompatible, from_spec=openai_compat.from_spec, key=openai_compat.spec_key)
-register_backend("llamacpp", LlamaCpp, from_spec=llamacpp.from_spec, check=llamacpp.check_spec, default=True)
+register_backend("openai", OpenAICompatible, from_spec=openai_compat.from_spec, key=openai_compat.spec_key,
+                 rows_at_once="concurrency")
+register_backend("llamacpp", LlamaCpp, from_spec=llamacpp.from_spec, key=llamacpp.spec_key,
+                 check=llamacpp.check_spec, default=True, rows_at_once="parallel")
 
 __all__ = ["Backend", "BackendBase", "Generation", "LlamaCpp", "Messages", "OpenAICompatible", "Request", "Scripted",
            "backend_names", "build_backend", "check_spec", "estimate_tokens", "model_key", "register_backend",
-           "resolve", "spec_prefixes"]
+           "resolve", "spec_prefixes", "with_parallel"]

@@ -19,17 +19,18 @@ import codecs
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import llguidance
 
-from .._backend import BackendBase, Generation, Messages, Request
+from .._backend import BackendBase, Generation, Messages, Outcome, Request, run_batch
 from .._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, FirstTokenError,
                        ModelNotFoundError)
 from .._options import GenerateOptions
 from ..layouts import Constraint
+from ._batch import BatchDecoder, Job
 from ._guide import Guide
 
 _CLOSE_SLACK = 16  # tokens allowed for the region's closer on top of the budgets
@@ -81,7 +82,7 @@ class LlamaCpp(BackendBase):
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, llm: Any = None, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0, verbose: bool = False, label: str | None = None,
-                 **llama_kwargs: Any):
+                 parallel: int = 1, **llama_kwargs: Any):
         if (model_path is None) == (llm is None):
             raise ConfigError("LlamaCpp needs exactly one of model_path=... or llm=...",
                               hint="LlamaCpp('model.gguf') or LlamaCpp(llm=llama_cpp.Llama(...))")
@@ -97,8 +98,13 @@ class LlamaCpp(BackendBase):
                 raise ModelNotFoundError(f"llama.cpp could not load {path}: {e}",
                                          hint="the file is truncated or corrupt: reinstall or re-download it") from None
             label = label or path.name
+        if parallel < 1:
+            raise ConfigError(f"parallel={parallel}: must be 1 or more", hint="parallel=1 decodes one row at a time")
         self.llm = llm
         self.label = label or "llama.cpp model"
+        self.parallel = self.concurrency = parallel
+        self.n_ctx, self.n_threads = n_ctx, n_threads or physical_cores()
+        self._decoder: Any = None
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._matchers: dict[str, llguidance.LLMatcher] = {}
 
@@ -133,7 +139,7 @@ class LlamaCpp(BackendBase):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def _matcher(self, lark: str) -> llguidance.LLMatcher:
+    def _matcher(self, lark: str, own: bool = False) -> llguidance.LLMatcher:
         """Compiled once per grammar (i.e. per signature and layout) for this model, reset per call."""
         matcher = self._matchers.get(lark)
         if matcher is None:
@@ -146,23 +152,25 @@ class LlamaCpp(BackendBase):
             matcher.reset()
         if matcher.is_error():
             raise ConstraintError(f"the layout's grammar cannot be used: {matcher.get_error()}")
-        return matcher
+        return matcher.deep_copy() if own else matcher  # own: one matcher per sequence of a batch
 
     # --- generation -------------------------------------------------------------------------------
-    def guide(self, constraint: Constraint, options: GenerateOptions) -> Guide:
-        """The logits processor that forces ``constraint`` for one call."""
+    def guide(self, constraint: Constraint, options: GenerateOptions, own: bool = False) -> Guide:
+        """The logits processor that forces ``constraint`` for one call (``own``: with a matcher of its own)."""
         end_of_turn = {self.llm.token_eos(), *self.tokenizer.eos_tokens}
-        return Guide(self._matcher(constraint.lark), self.tokenizer, self.llm.n_vocab(), constraint.region,
+        return Guide(self._matcher(constraint.lark, own), self.tokenizer, self.llm.n_vocab(), constraint.region,
                      options.max_thinking_tokens, end_of_turn, self._piece)
+
+    @staticmethod
+    def _max_tokens(constraint: Constraint | None, options: GenerateOptions) -> int:
+        if constraint is None:
+            return options.max_thinking_tokens + options.max_answer_tokens
+        return options.max_answer_tokens + (options.max_thinking_tokens + _CLOSE_SLACK if constraint.region else 0)
 
     def generate(self, request: Request) -> Generation:
         messages, constraint, options, on_text = request.messages, request.constraint, request.options, request.on_text
         guide = self.guide(constraint, options) if constraint is not None else None
-        if constraint is None:
-            max_tokens = options.max_thinking_tokens + options.max_answer_tokens
-        else:
-            max_tokens = options.max_answer_tokens + (
-                options.max_thinking_tokens + _CLOSE_SLACK if constraint.region else 0)
+        max_tokens = self._max_tokens(constraint, options)
         processors = [p for p in (guide, _Echo(self._piece, on_text) if on_text else None) if p]
         result, seconds = self.complete(messages, max_tokens, options, processors)
         usage = result["usage"]
@@ -172,6 +180,49 @@ class LlamaCpp(BackendBase):
                           reasoning_tokens=guide.reasoning_tokens if guide else None,
                           seconds=seconds, closed_by=guide.closed_by if guide else None,
                           finish_reason="length" if cut else "stop")
+
+    def generate_batch(self, requests: list[Request]) -> Iterator[Outcome]:
+        """With ``parallel`` > 1: up to that many rows decoded together (``_batch.BatchDecoder``); the
+        rows' shared prompt prefix is evaluated once. Otherwise one at a time, in order."""
+        if self.parallel == 1 or len(requests) <= 1:
+            yield from run_batch(self, requests)
+            return
+        jobs, at = [], []
+        for i, r in enumerate(requests):
+            try:
+                prompt, stop = self.prompt_tokens(r.messages)
+                guide = self.guide(r.constraint, r.options, own=True) if r.constraint is not None else None
+            except FirstTokenError as e:
+                yield i, e
+                continue
+            jobs.append(Job(prompt, self._max_tokens(r.constraint, r.options), r.options, stop, guide))
+            at.append(i)
+        for j, out in self.decoder().run(jobs):
+            request = requests[at[j]]
+            if request.on_text and isinstance(out, Generation):
+                request.on_text(out.text)
+            yield at[j], out
+
+    def decoder(self) -> BatchDecoder:
+        """The batch context (made on first use: n_seq_max = parallel + 1, a unified KV cache)."""
+        if self._decoder is None:
+            self._decoder = BatchDecoder(self.llm, self.parallel, self.n_ctx * (self.parallel + 1), self.n_threads,
+                                         unified=False)
+        return self._decoder
+
+    def prompt_tokens(self, messages: Messages) -> tuple[list[int], list[str]]:
+        """The prompt's token ids and stop texts exactly as ``create_chat_completion`` makes them: its own chat
+        handler runs against a stand-in that catches the completion call instead of generating."""
+        llm = self.llm
+        handler = (llm.chat_handler or llm._chat_handlers.get(llm.chat_format)
+                   or _import_llama_cpp().llama_chat_format.get_chat_completion_handler(llm.chat_format))
+        try:
+            handler(llama=_Capture(llm), messages=messages, max_tokens=1)
+        except _Captured as c:
+            stop = c.kwargs.get("stop") or []
+            return list(c.prompt), [stop] if isinstance(stop, str) else list(stop)
+        raise BackendError(f"{self.label}: the chat handler made no completion call",
+                           hint="this model's chat format cannot be batched; use parallel=1")
 
     def complete(self, messages: Messages, max_tokens: int, options: GenerateOptions,
                  processors: list[Any] | None = None, **extra: Any) -> tuple[dict, float]:
@@ -196,6 +247,24 @@ class LlamaCpp(BackendBase):
         return self.llm.detokenize([token])
 
 
+class _Captured(Exception):
+    def __init__(self, prompt: Any, kwargs: dict[str, Any]):
+        self.prompt, self.kwargs = prompt, kwargs
+
+
+class _Capture:
+    """The model as a chat handler sees it, except that completing raises the prompt it was given."""
+
+    def __init__(self, llm: Any):
+        self._llm = llm
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm, name)
+
+    def create_completion(self, prompt: Any, **kwargs: Any) -> Any:
+        raise _Captured(prompt, kwargs)
+
+
 class _Echo:
     """A logits processor that only watches: hands each new token's text to ``on_text``."""
 
@@ -217,20 +286,40 @@ def _processor_list(processors: list[Any]) -> Any:
     return _import_llama_cpp().LogitsProcessorList(processors)
 
 
-# --- `--model NAME` (a packaged model) or `--model PATH.gguf`: the default for specs without a prefix ------
+# --- `--model NAME[?parallel=N]` (a packaged model) or `PATH.gguf[?parallel=N]`: the default entry --------
+def _parse(spec: str) -> tuple[str, int]:
+    """(model name or path, parallel) from a local spec."""
+    name, sep, query = spec.partition("?")
+    if not sep:
+        return spec, 1
+    key, _, value = query.partition("=")
+    if key != "parallel" or not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"model {spec!r}: the only option of a local model is parallel=N (N >= 1)",
+                          hint="e.g. --model smollm2-135m?parallel=8")
+    return name, int(value)
+
+
 def check_spec(spec: str) -> Path:
     """The model file a spec names (a packaged model is assembled if needed; nothing is loaded)."""
     from .. import _models
     from . import spec_prefixes
 
+    name, _ = _parse(spec)
     try:
-        return _models.model_path(spec)
+        return _models.model_path(name)
     except ModelNotFoundError as e:
-        if spec in _models.CATALOGUE:
+        if name in _models.CATALOGUE:
             raise
         raise ModelNotFoundError(e.message, hint=f"{e.hint}, or a spec with one of the prefixes "
                                                  f"{', '.join(spec_prefixes())}") from None
 
 
 def from_spec(spec: str) -> LlamaCpp:
-    return LlamaCpp(check_spec(spec), label=spec)
+    name, parallel = _parse(spec)
+    return LlamaCpp(check_spec(spec), label=name, parallel=parallel)
+
+
+def spec_key(spec: str) -> str:
+    """A local model's identity is its name or path: ``parallel`` changes how rows are scheduled, not the
+    model (its replies differ only as llama.cpp's batch splits make greedy text differ)."""
+    return _parse(spec)[0]

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .._errors import ConfigError
 from .._text import markup, terminal_safe
+from ..backends import with_parallel
 from ..experiments import Store, evaluate, file_task, load_demos, summarize
 from ..experiments._report import html_page, markdown
 from ..experiments._predict import same_file
@@ -116,6 +117,8 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           id_column: str = typer.Option(None, "--id", help="a column of unique row ids (default: rows are "
                                         "identified by their content)"),
           model: list[str] = typer.Option(None, "--model", "-m", help="repeatable; default qwen2.5-coder-1.5b"),
+          parallel: int = typer.Option(None, "--parallel", min=1, help="rows run at once: decoded together "
+                                       "(local models) or requests in flight (servers)"),
           layouts: str = typer.Option(None, "--layouts", help="comma-separated; default: all five"),
           syntaxes: str = typer.Option("json", "--syntaxes"),
           constrained: str = typer.Option("on", "--constrained", help="on, off, or on,off"),
@@ -135,7 +138,10 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
     the_task = build_task(task, data, inputs, output, labels, labels_from, metric, instructions, skip_bad_rows,
                           id_column)
     demo_rows = load_demos(demos, the_task, n_demos) if demos else None
-    summary = evaluate(the_task, model or ["qwen2.5-coder-1.5b"], _csv(layouts), _csv(syntaxes) or ["json"],
+    specs = model or ["qwen2.5-coder-1.5b"]
+    if parallel:
+        specs = [with_parallel(m, parallel) for m in specs]
+    summary = evaluate(the_task, specs, _csv(layouts), _csv(syntaxes) or ["json"],
                        _on_off(constrained), _ints(budgets, "--thinking-budgets"), store, limit, sample, seed,
                        demo_rows, margin / 100, BarProgress(quiet or as_json))
     summary["bad_rows"] = the_task.bad_rows
@@ -208,14 +214,14 @@ def predict(run: Path = typer.Option(..., "--run", help="a store written by `fir
             data: Path = typer.Option(..., "--data", help="new rows (JSONL, CSV or JSON) with the input columns"),
             out_file: Path = typer.Option(..., "--out", help="CSV if it ends in .csv, else JSON Lines: one "
                                           "prediction or named error per row"),
-            id_column: str = typer.Option(None, "--id", help="a column of unique row ids (default: line numbers)")
-            ) -> None:
+            id_column: str = typer.Option(None, "--id", help="a column of unique row ids (default: line numbers)"),
+            parallel: int = typer.Option(None, "--parallel", min=1, help="rows run at once")) -> None:
     """Apply an arm of a run to new rows."""
     from ..experiments._predict import predict_file
 
     if not run.is_file():
         raise ConfigError(f"{run}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
-    counts = predict_file(run, data, out_file, arm, id_column=id_column)
+    counts = predict_file(run, data, out_file, arm, id_column=id_column, parallel=parallel)
     out.print(terminal_safe(f"{counts['predicted']} predictions, {counts['errors']} errors, {counts['skipped']} rows "
                             f"already in {out_file}"), markup=False)
     if counts["backend_errors"]:

@@ -19,13 +19,15 @@ from typing import Any
 
 from .. import _types
 from .._errors import BackendError, ConfigError, DataError, FirstTokenError, UnreachableError
+from ..backends import resolve, with_parallel
 from ._apply import find_arm, predictor_for
 from ._store import Store
 from ._tasks import as_text, read_records
 
 
 def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_ref: str | None = None,
-                 backend: Any = None, on_row: Any = None, id_column: str | None = None) -> dict[str, int]:
+                 backend: Any = None, on_row: Any = None, id_column: str | None = None,
+                 parallel: int | None = None) -> dict[str, int]:
     """Apply an arm to every row of ``data``; write one line per row to ``out``. Returns counts."""
     out, data = Path(out), Path(data)
     for other, what in ((data, "the input (--data)"), (Path(store_path), "the store (--run)")):
@@ -35,6 +37,8 @@ def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_
     store = Store(store_path, readonly=True)
     try:
         arm = find_arm(store, arm_ref)
+        if backend is None and parallel:
+            backend = resolve(with_parallel(arm["model"], parallel))
         predictor = predictor_for(store, arm, backend=backend)
     finally:
         store.close()

@@ -1,0 +1,144 @@
+"""Batched local decoding against one row at a time, measured side by side in one run (an idle machine!).
+
+    python bench/eval_throughput.py --model smollm2-135m [--parallel 4] [--rows 24] [--json]
+
+(a) The ceiling: N sequences stepping together (one token each per llama_decode, greedy, no grammar, a
+    shared prompt copied into each, run to a fixed length) against one sequence, for N = 1, 4, 8, 16, 32;
+    with one KV stream per row (what LlamaCpp(parallel=N) uses) and, for contrast, one unified cache.
+(b) The same grid (generated arithmetic, 3-5 steps, direct / thoughts_first / work_then_answer, constrained)
+    run one row at a time and with parallel=N: rows per minute each, their ratio, the ratio as a share of
+    the ceiling at N, the grammar's share of the batched decode time, and how many rows' outcomes agree
+    (the rows that differ are listed: greedy logits differ slightly across batch splits).
+(c) Peak memory (RSS high-water mark) per parallel = 1, 4, 8, 16, each in its own subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+STORY = [{"role": "user", "content": "Write a long, detailed story about a robot who learns to paint."}]
+
+
+def ceiling(model: str, ns: list[int], steps: int, unified: bool) -> dict[int, float]:
+    """Aggregate generated tokens per second of N sequences stepping together."""
+    import firsttoken as ft
+    from firsttoken.backends._batch import BatchDecoder, Job
+
+    backend = ft.load(model)
+    prompt, _ = backend.prompt_tokens(STORY)
+    rates = {}
+    for n in ns:
+        cells = n * (len(prompt) + steps + 16) + 256 if unified else (n + 1) * (len(prompt) + steps + 16)
+        decoder = BatchDecoder(backend.llm, n, cells, backend.n_threads, unified=unified)
+        jobs = [Job(prompt, steps, ft.GenerateOptions(), [], ignore_eos=True) for _ in range(n)]
+        start = time.perf_counter()
+        outs = list(decoder.run(jobs))
+        seconds = time.perf_counter() - start
+        rates[n] = sum(g.completion_tokens for _, g in outs) / seconds
+        decoder.close()
+    return rates
+
+
+def grid(model: str, parallel: int, rows: int) -> dict:
+    """The grid one row at a time and with ``parallel``: seconds, outcomes, the grammar's share."""
+    import firsttoken as ft
+    from firsttoken.tasks import get_task
+
+    task = get_task(f"arithmetic:3-5:{max(1, rows // 3)}")
+    inputs = [r.inputs for r in task.all_rows[:rows]]
+    out: dict = {"rows": len(inputs), "layouts": ["direct", "thoughts_first", "work_then_answer"]}
+    results = {}
+    for mode, backend in (("sequential", ft.load(model)), ("batched", ft.load(model, parallel=parallel))):
+        start = time.perf_counter()
+        per_layout = {}
+        for layout in out["layouts"]:
+            preds = ft.Predictor(task.signature, layout=layout, model=backend, max_thinking_tokens=256).batch(inputs)
+            per_layout[layout] = [_outcome(p, r.expected) for p, r in zip(preds, task.all_rows)]
+        seconds = time.perf_counter() - start
+        results[mode] = per_layout
+        out[mode] = {"seconds": seconds, "rows_per_minute": 3 * len(inputs) / seconds * 60,
+                     "invalid": sum(o[0] != "valid" for v in per_layout.values() for o in v)}
+        if mode == "batched":
+            stats = backend.decoder().stats
+            out["grammar_share"] = stats["guide_s"] / stats["decode_s"] if stats["decode_s"] else 0.0
+            out["batched_steps"], out["batched_tokens"] = stats["steps"], stats["tokens"]
+    differ = [f"{layout} row {i}: {a} vs {b}" for layout in out["layouts"]
+              for i, (a, b) in enumerate(zip(results["sequential"][layout], results["batched"][layout])) if a != b]
+    out["agree"] = 3 * len(inputs) - len(differ)
+    out["differ"] = differ
+    out["ratio"] = out["batched"]["rows_per_minute"] / out["sequential"]["rows_per_minute"]
+    return out
+
+
+def _outcome(pred, expected) -> tuple[str, object]:
+    import firsttoken as ft
+
+    if isinstance(pred, ft.FirstTokenError):
+        return type(pred).__name__, None
+    return "valid", ("right" if pred.answer == expected else "wrong", pred.answer)
+
+
+def peak_memory(model: str, parallel: int) -> float:
+    """GB of peak RSS of a subprocess that loads the model and decodes a batch with ``parallel``."""
+    code = (f"import firsttoken as ft, resource; from firsttoken.tasks import get_task; "
+            f"t = get_task('arithmetic:3-5:4'); b = ft.load({model!r}, parallel={parallel}); "
+            f"ft.Predictor(t.signature, layout='thoughts_first', model=b, max_thinking_tokens=64)"
+            f".batch([r.inputs for r in t.all_rows[:{max(parallel, 4)}]]); "
+            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(res.stdout.strip().splitlines()[-1]) / 1024 / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--parallel", type=int, default=4, help="the parallel of the grid run")
+    ap.add_argument("--rows", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=128, help="tokens per sequence in the ceiling")
+    ap.add_argument("--ns", default="1,4,8,16,32")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: unified, grid, memory")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    ns = [int(x) for x in args.ns.split(",")]
+    skip = set(filter(None, args.skip.split(",")))
+    report: dict = {"model": args.model, "parallel": args.parallel}
+    rates = ceiling(args.model, ns, args.steps, unified=False)
+    report["ceiling"] = {n: {"tokens_per_s": r, "x": r / rates[ns[0]]} for n, r in rates.items()}
+    if "unified" not in skip:
+        u = ceiling(args.model, ns, args.steps, unified=True)
+        report["ceiling_unified"] = {n: {"tokens_per_s": r, "x": r / rates[ns[0]]} for n, r in u.items()}
+    if "grid" not in skip:
+        g = grid(args.model, args.parallel, args.rows)
+        g["share_of_ceiling"] = g["ratio"] / report["ceiling"].get(args.parallel, {"x": float("nan")})["x"]
+        report["grid"] = g
+    if "memory" not in skip:
+        report["peak_memory_gb"] = {p: peak_memory(args.model, p) for p in (1, 4, 8, 16)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"model {args.model}; ceiling: N sequences stepping together, {args.steps} tokens each, vs one")
+    for key in ("ceiling", "ceiling_unified"):
+        if key in report:
+            print(f"  {'one KV stream per row' if key == 'ceiling' else 'unified KV cache    '}: " +
+                  "  ".join(f"N={n} {v['tokens_per_s']:.1f} tok/s x{v['x']:.2f}" for n, v in report[key].items()))
+    if "grid" in report:
+        g = report["grid"]
+        print(f"grid: {g['rows']} arithmetic rows x {', '.join(g['layouts'])}, constrained")
+        for mode in ("sequential", "batched"):
+            print(f"  {mode:10s} {g[mode]['seconds']:7.1f} s  {g[mode]['rows_per_minute']:6.1f} rows/min  "
+                  f"invalid replies {g[mode]['invalid']}")
+        print(f"  batched/sequential x{g['ratio']:.2f} = {g['share_of_ceiling']:.0%} of the ceiling at N={args.parallel}; "
+              f"grammar {g['grammar_share']:.1%} of the batched decode time; outcomes agree on {g['agree']} of "
+              f"{3 * g['rows']} rows")
+        for line in g["differ"]:
+            print(f"    differs: {line}")
+    if "peak_memory_gb" in report:
+        print("peak memory: " + "  ".join(f"parallel={p} {gb:.2f} GB" for p, gb in report["peak_memory_gb"].items()))
+
+
+if __name__ == "__main__":
+    main()
