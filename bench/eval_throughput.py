@@ -54,21 +54,27 @@ def grid(model: str, parallel: int, rows: int) -> dict:
     results = {}
     for mode, backend in (("sequential", ft.load(model)), ("batched", ft.load(model, parallel=parallel))):
         start = time.perf_counter()
-        per_layout = {}
+        per_layout, layout_seconds = {}, {}
         for layout in out["layouts"]:
+            t = time.perf_counter()
             preds = ft.Predictor(task.signature, layout=layout, model=backend, max_thinking_tokens=256).batch(inputs)
+            layout_seconds[layout] = time.perf_counter() - t
             per_layout[layout] = [_outcome(p, r.expected) for p, r in zip(preds, task.all_rows)]
         seconds = time.perf_counter() - start
         results[mode] = per_layout
         out[mode] = {"seconds": seconds, "rows_per_minute": 3 * len(inputs) / seconds * 60,
-                     "invalid": sum(o[0] != "valid" for v in per_layout.values() for o in v)}
+                     "invalid": sum(o[0] != "valid" for v in per_layout.values() for o in v),
+                     "layout_seconds": layout_seconds}
         if mode == "batched":
             stats = backend.decoder().stats
             out["grammar_share"] = stats["guide_s"] / stats["decode_s"] if stats["decode_s"] else 0.0
             out["batched_steps"], out["batched_tokens"] = stats["steps"], stats["tokens"]
     differ = [f"{layout} row {i}: {a} vs {b}" for layout in out["layouts"]
               for i, (a, b) in enumerate(zip(results["sequential"][layout], results["batched"][layout])) if a != b]
-    out["agree"] = 3 * len(inputs) - len(differ)
+    out["agree"] = 3 * len(inputs) - len(differ)  # the same outcome and answer
+    out["outcomes_agree"] = sum(a[0] == b[0] and (a[1] or ("",))[0] == (b[1] or ("",))[0]
+                                for layout in out["layouts"]
+                                for a, b in zip(results["sequential"][layout], results["batched"][layout]))
     out["differ"] = differ
     out["ratio"] = out["batched"]["rows_per_minute"] / out["sequential"]["rows_per_minute"]
     return out
@@ -130,10 +136,11 @@ def main() -> None:
         print(f"grid: {g['rows']} arithmetic rows x {', '.join(g['layouts'])}, constrained")
         for mode in ("sequential", "batched"):
             print(f"  {mode:10s} {g[mode]['seconds']:7.1f} s  {g[mode]['rows_per_minute']:6.1f} rows/min  "
-                  f"invalid replies {g[mode]['invalid']}")
+                  f"invalid replies {g[mode]['invalid']}  (" +
+                  ", ".join(f"{k} {v:.1f} s" for k, v in g[mode]["layout_seconds"].items()) + ")")
         print(f"  batched/sequential x{g['ratio']:.2f} = {g['share_of_ceiling']:.0%} of the ceiling at N={args.parallel}; "
-              f"grammar {g['grammar_share']:.1%} of the batched decode time; outcomes agree on {g['agree']} of "
-              f"{3 * g['rows']} rows")
+              f"grammar {g['grammar_share']:.1%} of the batched decode time; outcomes (right / wrong / error) agree on "
+              f"{g['outcomes_agree']} of {3 * g['rows']} rows, outcome and answer on {g['agree']}")
         for line in g["differ"]:
             print(f"    differs: {line}")
     if "peak_memory_gb" in report:

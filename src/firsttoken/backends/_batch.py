@@ -3,8 +3,8 @@
 Used by ``LlamaCpp(parallel=N)``. Its own context (llama-cpp-python's ``Llama`` decodes one sequence):
 ``n_seq_max = N + 1`` (N row slots and one sequence holding the shared prefix), so
 the prefix (system prompt, demos) is evaluated once and copied into each row's slot
-(``llama_memory_seq_cp``). Continuous batching: a finished row frees its
-slot and the next row's own prompt tokens enter the same step as the other rows' next tokens.
+(``llama_memory_seq_cp``). Continuous batching: a finished row frees its slot and the next row starts
+there at once (its own prompt tokens in a llama_decode of their own, then it joins the shared steps).
 
 Each row keeps the sequential semantics: its own ``Guide`` (llguidance matcher, reasoning budget,
 end-of-turn close, ``closed_by``, reasoning-token count), its own token limit, the chat template's stop
@@ -52,7 +52,6 @@ class _Seq:
     index: int
     job: Job
     slot: int
-    pending: list[int]  # prompt tokens not yet evaluated
     pos: int  # position of the next token evaluated for this sequence
     reserved: int
     started: float
@@ -148,7 +147,7 @@ class BatchDecoder:
         queue = list(range(len(jobs)))
         for i in list(queue):
             need = len(jobs[i].prompt) + jobs[i].max_tokens
-            if need > self.per_row or len(jobs[i].prompt) - len(prefix) > self.n_batch - self.parallel:
+            if need > self.per_row or len(jobs[i].prompt) - len(prefix) > self.n_batch:
                 queue.remove(i)
                 yield i, ContextOverflowError(
                     f"the prompt ({len(jobs[i].prompt)} tokens) and the token limit ({jobs[i].max_tokens}) need "
@@ -161,43 +160,46 @@ class BatchDecoder:
         live: dict[int, _Seq] = {}
         reserved = 0
         while queue or live:
-            # admit waiting rows into free slots, while their cells and prompt tokens fit
-            budget = self.n_batch - len(live)
+            # Admit waiting rows into free slots. A new row's own prompt tokens are decoded in a call of their
+            # own: mixed into the step, llama.cpp's equal split over sequences (one KV stream each) would
+            # evaluate them one token per ubatch.
             while queue and free:
                 job = jobs[queue[0]]
-                own = job.prompt[len(prefix):]
-                need = len(own) + job.max_tokens
-                if (capacity is not None and reserved + need > capacity) or len(own) > budget:
+                need = len(job.prompt) - len(prefix) + job.max_tokens
+                if capacity is not None and reserved + need > capacity:
                     break
                 i = queue.pop(0)
                 slot = free.pop(0)
                 self.L.llama_memory_seq_rm(self.memory, slot, -1, -1)
                 if prefix:  # the whole prefix sequence (a separate KV stream can only be copied whole)
                     self.L.llama_memory_seq_cp(self.memory, self.prefix_seq, slot, -1, -1)
-                seq = _Seq(i, job, slot, own, len(prefix), need, time.perf_counter(), list(job.prompt))
+                seq = _Seq(i, job, slot, len(prefix), need, time.perf_counter(), list(job.prompt))
                 if job.options.temperature > 0:
                     seq.rng = np.random.default_rng(job.options.seed)
-                live[slot] = seq
+                own = job.prompt[len(prefix):]
+                self._fill([(t, seq.pos + k, slot, k == len(own) - 1) for k, t in enumerate(own)])
+                self._decode()
+                seq.pos += len(own)
                 reserved += need
-                budget -= len(own)
+                outcome = self._step(seq, self._logits(len(own) - 1))
+                if outcome is None:
+                    live[slot] = seq
+                else:  # ended on its first token
+                    self.L.llama_memory_seq_rm(self.memory, slot, -1, -1)
+                    free.append(slot)
+                    reserved -= need
+                    yield i, outcome
             if not live:
-                raise BackendError("the batch could not admit a row", hint="this is a bug; please report it")
-            entries, wants = [], []
-            for seq in live.values():
-                if seq.pending:
-                    for k, token in enumerate(seq.pending):
-                        entries.append((token, seq.pos + k, seq.slot, k == len(seq.pending) - 1))
-                    seq.pos += len(seq.pending)
-                    seq.pending = []
-                else:
-                    entries.append((seq.generated[-1], seq.pos, seq.slot, True))
-                    seq.pos += 1
-                wants.append((len(entries) - 1, seq))
-            self._fill(entries)
+                if queue:  # only a unified cache can refuse a row whose need was checked above
+                    raise BackendError("the batch could not admit a row", hint="this is a bug; please report it")
+                continue
+            seqs = list(live.values())  # one step: the last token of every live row, one llama_decode
+            self._fill([(seq.generated[-1], seq.pos, seq.slot, True) for seq in seqs])
             self._decode()
             self.stats["steps"] += 1
-            self.stats["tokens"] += len(wants)
-            for at, seq in wants:
+            self.stats["tokens"] += len(seqs)
+            for at, seq in enumerate(seqs):
+                seq.pos += 1
                 outcome = self._step(seq, self._logits(at))
                 if outcome is not None:
                     del live[seq.slot]
@@ -221,10 +223,11 @@ class BatchDecoder:
             return self._finish(seq, "stop")
         seq.generated.append(token)
         seq.ids.append(token)
-        text = self._text(seq)
-        stop = next((s for s in job.stop if s in text), None)
-        if stop is not None:
-            return self._finish(seq, "stop", text[: text.index(stop)])
+        if job.stop and any(s in self._tail(seq) for s in job.stop):  # the last tokens, not the whole text
+            text = self._text(seq)
+            stop = next((s for s in job.stop if s in text), None)
+            if stop is not None:
+                return self._finish(seq, "stop", text[: text.index(stop)])
         if len(seq.generated) >= job.max_tokens:
             return self._finish(seq, "length")
         return None
@@ -245,6 +248,10 @@ class BatchDecoder:
             p = q / q.sum()
         return int(seq.rng.choice(len(p), p=p))
 
+    def _tail(self, seq: _Seq) -> str:
+        """The text of the last tokens: where a stop text that just completed must be."""
+        return self.llm.detokenize(seq.generated[-_TAIL:], prev_tokens=None).decode("utf-8", errors="ignore")
+
     def _text(self, seq: _Seq) -> str:
         return self.llm.detokenize(seq.generated, prev_tokens=seq.job.prompt).decode("utf-8", errors="ignore")
 
@@ -257,6 +264,9 @@ class BatchDecoder:
                           seconds=time.perf_counter() - seq.started,
                           closed_by=guide.closed_by if guide is not None else None,
                           finish_reason="length" if cut else "stop")
+
+
+_TAIL = 16  # tokens; a stop text longer than this would be missed
 
 
 def _common_prefix(prompts: list[list[int]]) -> list[int]:
