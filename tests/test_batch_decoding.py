@@ -4,21 +4,15 @@ budget and end-of-turn close (packaged SmolLM2-135M)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 
-import numpy as np
 import pytest
 
 import firsttoken as ft
 from firsttoken.layouts import Constraint, Region
 
 from .signatures import Arithmetic, builtin_arms
-from .test_eval import ROOT, cli
+from .test_eval import cli, kill_after_results
 
 pytestmark = pytest.mark.model
 
@@ -110,21 +104,8 @@ def test_a_killed_parallel_run_resumes_with_every_row_once(tmp_path):
     args = ["eval", "--data", str(data), "--inputs", "question", "--output", "answer", "--metric", "numeric",
             "-m", "smollm2-135m", "--parallel", "4", "--layouts", "thoughts_first", "--thinking-budgets", "48",
             "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-c", "from firsttoken.cli import main; main()", *args], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     db = tmp_path / "runs" / "q.db"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            with sqlite3.connect(db) as con:
-                if con.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= 5:
-                    break
-        except sqlite3.Error:
-            pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_results(args, tmp_path, db, 5, seconds=300)
     with sqlite3.connect(db) as con:
         first = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
     assert 5 <= first < 16

@@ -71,29 +71,35 @@ def test_rerun_of_a_finished_run_makes_no_model_calls(tmp_path):
     assert count_calls(calls) == 24
 
 
+def kill_after_results(args: list[str], cwd: Path, db: Path, n: int, env: dict | None = None,
+                       seconds: float = 120) -> None:
+    """Start `firsttoken` with ``args``; SIGKILL it once ``db`` holds ``n`` results (or ``seconds`` pass)."""
+    proc = subprocess.Popen([sys.executable, "-c", "from firsttoken.cli import main; main()", *args], cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(db) as con:
+                if con.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= n:
+                    break
+        except sqlite3.Error:
+            pass  # not created yet, or mid-migration
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_killed_run_resumes_with_every_row_stored_once(tmp_path):
     data = write_sums(tmp_path / "sums.jsonl", n=30)
     calls = tmp_path / "calls.txt"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FAKE_CALLS": str(calls), "FAKE_DELAY": "0.1"}
-    args = [sys.executable, "-c", "from firsttoken.cli import main; main()",
-            *eval_args(data, "-m", "scripted:tests.fakes:slow_sum", "--layouts", "direct")]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"FAKE_CALLS": str(calls), "FAKE_DELAY": "0.1"}
+    args = eval_args(data, "-m", "scripted:tests.fakes:slow_sum", "--layouts", "direct")
     db = tmp_path / "runs" / "sums.db"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        time.sleep(0.1)
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as con:
-                    if con.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= 10:
-                        break
-            except sqlite3.OperationalError:
-                pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_results(args, tmp_path, db, 10, env)
     first = count_calls(calls)
     assert 10 <= first < 30
-    assert cli(*args[3:], cwd=tmp_path, env=env).returncode == 0
+    assert cli(*args, cwd=tmp_path, env=env).returncode == 0
     with sqlite3.connect(db) as con:
         rows = con.execute("SELECT row_key, COUNT(*) FROM results GROUP BY row_key").fetchall()
     assert len(rows) == 30 and all(n == 1 for _, n in rows)

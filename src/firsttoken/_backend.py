@@ -95,9 +95,14 @@ def call(backend: Backend, request: Request) -> Generation:
     except FirstTokenError:
         raise
     except Exception as e:
-        label = getattr(backend, "label", None) or type(backend).__name__
-        raise BackendError(redact(f"{label}: {type(e).__name__}: {e}"),
-                           hint="the backend failed on this call; rerun to retry it") from e
+        raise _foreign(backend, e, "call") from e
+
+
+def _foreign(backend: Backend, e: Exception, what: str) -> BackendError:
+    """A backend's own exception (a plugin's bug, a library's error) as a redacted BackendError."""
+    label = getattr(backend, "label", None) or type(backend).__name__
+    return BackendError(redact(f"{label}: {type(e).__name__}: {e}"),
+                        hint=f"the backend failed on this {what}; rerun to retry it")
 
 
 def run_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
@@ -138,9 +143,7 @@ def guarded_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome
     except FirstTokenError as e:
         error: FirstTokenError = e
     except Exception as e:
-        label = getattr(backend, "label", None) or type(backend).__name__
-        error = BackendError(redact(f"{label}: {type(e).__name__}: {e}"),
-                             hint="the backend failed on this batch; rerun to retry it")
+        error = _foreign(backend, e, "batch")
     else:
         return
     for i in range(len(requests)):

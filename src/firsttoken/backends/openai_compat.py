@@ -64,9 +64,8 @@ class OpenAICompatible(BackendBase):
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff, self.max_backoff, self.unreachable_after = backoff, max_backoff, unreachable_after
         self.timeout, self.extra_body, self.deadline = timeout, dict(extra_body or {}), deadline
-        parts = urlsplit(base_url)
-        self.label = label or f"{model}@{urlunsplit(parts._replace(netloc=parts.netloc.rpartition('@')[2]))}"
-        self._secrets = [os.environ.get(api_key_env), parts.password]  # redacted from every error text
+        self.label = label or f"{model}@{_public(base_url)}"
+        self._secrets = [os.environ.get(api_key_env), urlsplit(base_url).password]  # redacted from every error
         self._down_since: float | None = None
         self._lock = threading.Lock()
         if client is None:
@@ -267,11 +266,15 @@ def spec_key(rest: str) -> str:
     """The identity of ``MODEL@URL[?options]``: fetch-only options and URL user-info are left out;
     ``schema_mode`` stays when it is not the default."""
     model, base, options = parse_spec(rest)
-    parts = urlsplit(base)
-    base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
     kept = {k: v for k, v in sorted(options.items()) if k not in FETCH_ONLY
             and not (k == "schema_mode" and v == "json_schema")}
-    return f"{model}@{base}" + (f"?{urlencode(kept)}" if kept else "")
+    return f"{model}@{_public(base)}" + (f"?{urlencode(kept)}" if kept else "")
+
+
+def _public(url: str) -> str:
+    """``url`` without user-info (``http://user:KEY@host`` -> ``http://host``): what labels and ids show."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def from_spec(rest: str) -> OpenAICompatible:

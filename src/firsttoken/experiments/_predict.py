@@ -22,7 +22,7 @@ from .._errors import BackendError, ConfigError, DataError, FirstTokenError, Unr
 from ..backends import resolve, with_parallel
 from ._apply import find_arm, predictor_for
 from ._store import Store
-from ._tasks import as_text, read_records
+from ._tasks import as_text, check_unique_ids, read_records
 
 
 def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_ref: str | None = None,
@@ -83,18 +83,14 @@ def same_file(a: Path, b: Path) -> bool:
 
 def _rows(data: Path, inputs: list[str], id_column: str | None) -> list[tuple[str, dict[str, str]]]:
     records, _ = read_records(data)
-    rows, seen = [], {}
     for line, rec in records:
         missing = [c for c in [*inputs, *([id_column] if id_column else [])] if c not in rec]
         if missing:
             raise DataError(f"{data}:{line}: missing column {missing[0]!r} (the arm needs {', '.join(inputs)})")
-        row_id = str(rec[id_column]) if id_column else str(line)
-        if row_id in seen:
-            raise DataError(f"{data}:{line}: id {row_id!r} in column {id_column!r} is also on line {seen[row_id]}",
-                            hint="ids must be unique")
-        seen[row_id] = line
-        rows.append((row_id, {c: as_text(data, line, c, rec[c]) for c in inputs}))
-    return rows
+    if id_column:
+        check_unique_ids(data, id_column, records)
+    return [(str(rec[id_column]) if id_column else str(line), {c: as_text(data, line, c, rec[c]) for c in inputs})
+            for line, rec in records]
 
 
 class _JsonOut:

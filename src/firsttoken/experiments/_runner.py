@@ -74,12 +74,9 @@ class Arm:
         return {**fields, "id": self.id, "constrained": int(self.constrained), "config": config}
 
     def predictor(self, signature: type, backend: Any) -> Predictor:
-        """The Predictor that runs this arm."""
-        options: dict[str, Any] = {"constrained": self.constrained}
-        if self.budget is not None:
-            options["max_thinking_tokens"] = self.budget
+        """The Predictor that runs this arm (with the options its identity covers)."""
         return Predictor(signature, layout=self.layout, syntax=self.syntax, model=backend,
-                         demos=json.loads(self.demo_rows), **options)
+                         demos=json.loads(self.demo_rows), **self.options.model_dump())
 
 
 def build_grid(task: str, models: Sequence[str], layouts: Sequence[str] | None, syntaxes: Sequence[str],

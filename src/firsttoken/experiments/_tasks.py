@@ -208,13 +208,14 @@ def file_task(path: str | Path, inputs: list[str], output: str, metric: str = "e
                          f"Given the {', '.join(inputs)}, give the {output}.", {c: str for c in inputs},
                          {output: out_type})
     if id_column:
-        _check_unique(path, id_column, good)
+        check_unique_ids(path, id_column, good)
     rows = [Row(str(rec[id_column]) if id_column else str(line_no), {c: rec[c] for c in inputs}, rec[output],
                 _difficulty(rec.get("difficulty"))) for line_no, rec in good]
     return Task(task_name, sig, output, metric, rows, labels, bad, keyed_by_id=bool(id_column))
 
 
-def _check_unique(path: Path, column: str, records: list[tuple[int, dict[str, Any]]]) -> None:
+def check_unique_ids(path: Path, column: str, records: list[tuple[int, dict[str, Any]]]) -> None:
+    """Every (line, record) has a non-empty, unique value in ``column``; else one line naming both lines."""
     first: dict[str, int] = {}
     for line_no, rec in records:
         value = str(rec[column])
@@ -222,8 +223,7 @@ def _check_unique(path: Path, column: str, records: list[tuple[int, dict[str, An
             raise DataError(f"{path}:{line_no}: empty id in column {column!r}", hint="give every row an id, or drop --id")
         if value in first:
             raise DataError(f"{path}:{line_no}: id {value!r} in column {column!r} is also on line {first[value]}",
-                            hint=f"ids in --id {column} must be unique; fix the file, or drop --id to identify "
-                                 "rows by their content")
+                            hint=f"ids in --id {column} must be unique: fix the file, or drop --id")
         first[value] = line_no
 
 
