@@ -5,10 +5,13 @@
 (a) The ceiling: N sequences stepping together (one token each per llama_decode, greedy, no grammar, a
     shared prompt copied into each, run to a fixed length) against one sequence, for N = 1, 4, 8, 16, 32;
     with one KV stream per row (what LlamaCpp(parallel=N) uses) and, for contrast, one unified cache.
-(b) The same grid (generated arithmetic, 3-5 steps, direct / thoughts_first / work_then_answer, constrained)
-    run one row at a time and with parallel=N: rows per minute each, their ratio, the ratio as a share of
-    the ceiling at N, the grammar's share of the batched decode time, and how many rows' outcomes agree
-    (the rows that differ are listed: greedy logits differ slightly across batch splits).
+(b) The same grid (generated arithmetic, 3-5 steps, direct / thoughts_first / work_then_answer, constrained;
+    every layout's rows in one batch, as `eval` runs a model's arms) run one row at a time and with
+    parallel=N: rows per minute each, their ratio, the ratio as a share of the ceiling at N and of the
+    ceiling at the grid's own shape (its prompt, its mean reply length: each step's attention spans the
+    rows' cells, so longer rows gain less from batching), the grammar's share of the batched decode time,
+    and how many rows' outcomes agree (the rows that differ are listed: greedy logits differ slightly
+    across batch splits).
 (c) Peak memory (RSS high-water mark) per parallel = 1, 4, 8, 16, each in its own subprocess.
 """
 
@@ -23,13 +26,13 @@ import time
 STORY = [{"role": "user", "content": "Write a long, detailed story about a robot who learns to paint."}]
 
 
-def ceiling(model: str, ns: list[int], steps: int, unified: bool) -> dict[int, float]:
+def ceiling(model: str, ns: list[int], steps: int, unified: bool, messages: list | None = None) -> dict[int, float]:
     """Aggregate generated tokens per second of N sequences stepping together."""
     import firsttoken as ft
     from firsttoken.backends._batch import BatchDecoder, Job
 
     backend = ft.load(model)
-    prompt, _ = backend.prompt_tokens(STORY)
+    prompt, _ = backend.prompt_tokens(messages or STORY)
     rates = {}
     for n in ns:
         cells = n * (len(prompt) + steps + 16) + 256 if unified else (n + 1) * (len(prompt) + steps + 16)
@@ -46,6 +49,7 @@ def ceiling(model: str, ns: list[int], steps: int, unified: bool) -> dict[int, f
 def grid(model: str, parallel: int, rows: int) -> dict:
     """The grid one row at a time and with ``parallel``: seconds, outcomes, the grammar's share."""
     import firsttoken as ft
+    from firsttoken._predictor import completed_many
     from firsttoken.tasks import get_task
 
     task = get_task(f"arithmetic:3-5:{max(1, rows // 3)}")
@@ -53,22 +57,28 @@ def grid(model: str, parallel: int, rows: int) -> dict:
     out: dict = {"rows": len(inputs), "layouts": ["direct", "thoughts_first", "work_then_answer"]}
     results = {}
     for mode, backend in (("sequential", ft.load(model)), ("batched", ft.load(model, parallel=parallel))):
+        # every layout's rows in one batch, layout after layout, as `eval` runs a model's arms
+        predictors = {name: ft.Predictor(task.signature, layout=name, model=backend, max_thinking_tokens=256)
+                      for name in out["layouts"]}
+        work = [(predictors[name], row) for name in out["layouts"] for row in inputs]
         start = time.perf_counter()
-        per_layout, layout_seconds = {}, {}
-        for layout in out["layouts"]:
-            t = time.perf_counter()
-            preds = ft.Predictor(task.signature, layout=layout, model=backend, max_thinking_tokens=256).batch(inputs)
-            layout_seconds[layout] = time.perf_counter() - t
-            per_layout[layout] = [_outcome(p, r.expected) for p, r in zip(preds, task.all_rows)]
+        preds: list = [None] * len(work)
+        for i, p in completed_many(work):
+            preds[i] = p
         seconds = time.perf_counter() - start
+        per_layout = {name: [_outcome(p, r.expected) for p, r in zip(preds[k * len(inputs):], task.all_rows)]
+                      for k, name in enumerate(out["layouts"])}
         results[mode] = per_layout
-        out[mode] = {"seconds": seconds, "rows_per_minute": 3 * len(inputs) / seconds * 60,
-                     "invalid": sum(o[0] != "valid" for v in per_layout.values() for o in v),
-                     "layout_seconds": layout_seconds}
+        done = [p.generation.completion_tokens for p in preds if getattr(p, "generation", None)]
+        out["mean_completion_tokens"] = sum(done) / max(1, len(done))
+        out["prompt_messages"] = predictors["thoughts_first"].messages(**inputs[0])
+        out[mode] = {"seconds": seconds, "rows_per_minute": len(work) / seconds * 60,
+                     "invalid": sum(o[0] != "valid" for v in per_layout.values() for o in v)}
         if mode == "batched":
             stats = backend.decoder().stats
             out["grammar_share"] = stats["guide_s"] / stats["decode_s"] if stats["decode_s"] else 0.0
             out["batched_steps"], out["batched_tokens"] = stats["steps"], stats["tokens"]
+            out["batched_prompt_s"], out["batched_decode_s"] = stats["prompt_s"], stats["decode_s"]
     differ = [f"{layout} row {i}: {a} vs {b}" for layout in out["layouts"]
               for i, (a, b) in enumerate(zip(results["sequential"][layout], results["batched"][layout])) if a != b]
     out["agree"] = 3 * len(inputs) - len(differ)  # the same outcome and answer
@@ -120,6 +130,12 @@ def main() -> None:
     if "grid" not in skip:
         g = grid(args.model, args.parallel, args.rows)
         g["share_of_ceiling"] = g["ratio"] / report["ceiling"].get(args.parallel, {"x": float("nan")})["x"]
+        # the ceiling at the grid's own shape: its prompt, its mean reply length (attention spans longer rows)
+        steps = max(1, round(g["mean_completion_tokens"]))
+        shaped = ceiling(args.model, [1, args.parallel], steps, unified=False, messages=g.pop("prompt_messages"))
+        g["ceiling_shaped"] = {"steps": steps, "x": shaped[args.parallel] / shaped[1],
+                               "tokens_per_s": {n: r for n, r in shaped.items()}}
+        g["share_of_shaped"] = g["ratio"] / g["ceiling_shaped"]["x"]
         report["grid"] = g
     if "memory" not in skip:
         report["peak_memory_gb"] = {p: peak_memory(args.model, p) for p in (1, 4, 8, 16)}
@@ -136,9 +152,15 @@ def main() -> None:
         print(f"grid: {g['rows']} arithmetic rows x {', '.join(g['layouts'])}, constrained")
         for mode in ("sequential", "batched"):
             print(f"  {mode:10s} {g[mode]['seconds']:7.1f} s  {g[mode]['rows_per_minute']:6.1f} rows/min  "
-                  f"invalid replies {g[mode]['invalid']}  (" +
-                  ", ".join(f"{k} {v:.1f} s" for k, v in g[mode]["layout_seconds"].items()) + ")")
-        print(f"  batched/sequential x{g['ratio']:.2f} = {g['share_of_ceiling']:.0%} of the ceiling at N={args.parallel}; "
+                  f"invalid replies {g[mode]['invalid']}")
+        print(f"  batched: {g['batched_tokens'] / max(1, g['batched_steps']):.1f} rows per decode step on average; "
+              f"{g['batched_decode_s']:.1f} s in llama_decode, of which {g['batched_prompt_s']:.1f} s on prompt "
+              "tokens (one row's own at a time, as one-at-a-time decoding does)")
+        c = g["ceiling_shaped"]
+        print(f"  ceiling at the grid's shape (a thoughts_first prompt, {c['steps']} tokens a row): "
+              f"x{c['x']:.2f} at N={args.parallel}")
+        print(f"  batched/sequential x{g['ratio']:.2f} = {g['share_of_ceiling']:.0%} of the ceiling at N={args.parallel}, "
+              f"{g['share_of_shaped']:.0%} of the ceiling at the grid's shape; "
               f"grammar {g['grammar_share']:.1%} of the batched decode time; outcomes (right / wrong / error) agree on "
               f"{g['outcomes_agree']} of {3 * g['rows']} rows, outcome and answer on {g['agree']}")
         for line in g["differ"]:

@@ -79,3 +79,12 @@ def sentiment(messages):
     if '"thoughts"' in messages[0]["content"]:
         return json.dumps({"thoughts": "it says so", "label": label})
     return json.dumps({"label": label})
+
+
+def thinks_better(messages):
+    """echo_sum's replies, but a layout without a thoughts field gets odd first numbers wrong (about half)."""
+    reply = echo_sum(messages)
+    m = re.search(r"(\d+)\+(\d+)", _question(messages))
+    if '"thoughts"' not in messages[0]["content"] and int(m.group(1)) % 2:
+        reply = reply.replace(f'"answer": {int(m.group(1)) + int(m.group(2))}', '"answer": -1')
+    return reply

@@ -103,3 +103,53 @@ def test_the_call_cache_answers_stored_calls_and_sends_identical_ones_once(tmp_p
     again = ft.Predictor(Arithmetic, layout="direct", model=Cached(inner, store, "scripted"))(question="1+1")
     assert again.generation.cached and len(inner.calls) == 2  # answered from the store
     store.close()
+
+
+class Batches(Toy):
+    """Toy that records the size of every generate_batch call and the order of its requests."""
+
+    def __init__(self, label: str):
+        super().__init__(label=label)
+        self.batches: list[list[str]] = []
+
+    def generate_batch(self, requests):
+        self.batches.append([r.constraint.lark for r in requests])  # one grammar per layout
+        yield from super().generate_batch(requests)
+
+
+def test_eval_sends_all_arms_of_a_model_in_one_batch_arm_after_arm(tmp_path):
+    from firsttoken.experiments import evaluate, file_task
+
+    task = file_task(write_sums(tmp_path / "sums.jsonl", n=5), ["question"], "answer", metric="numeric")
+    a, b = Batches("toy-a"), Batches("toy-b")
+    events = []
+
+    class Log:
+        def arm_started(self, arm, total, done):
+            events.append(("start", arm.model, arm.layout))
+
+        def row_done(self, arm, result):
+            events.append(("row", arm.model, arm.layout))
+
+        def arm_finished(self, arm):
+            events.append(("end", arm.model, arm.layout))
+
+    layouts = ["direct", "thoughts_first", "answer_then_explain"]
+    summary = evaluate(task, [a, b], layouts, store=tmp_path / "s.db", progress=Log())
+    assert [arm["n"] for arm in summary["arms"]] == [5] * 6  # (Toy only answers in the direct shape)
+    for backend in (a, b):  # one batch per model with every arm's rows, grouped by arm (prompts share a prefix)
+        assert len(backend.batches) == 1 and len(backend.batches[0]) == 15
+        firsts = backend.batches[0]
+        assert len({firsts[0], firsts[5], firsts[10]}) == 3 and firsts[:5] == [firsts[0]] * 5
+    assert [e for e in events if e[0] == "end"] == [("end", m, lay) for m in ("toy-a", "toy-b") for lay in layouts]
+    assert events.index(("end", "toy-a", "answer_then_explain")) < events.index(("start", "toy-b", "direct"))
+    again = evaluate(task, [a, b], layouts, store=tmp_path / "s.db", progress=Log())
+    assert again["arms"] == summary["arms"] and len(a.batches) == 1  # nothing left to run: no batch at all
+
+
+def test_completed_many_refuses_predictors_of_different_models():
+    from firsttoken._predictor import completed_many
+
+    p, q = (ft.Predictor(Arithmetic, layout="direct", model=Toy()) for _ in range(2))
+    with pytest.raises(ft.ConfigError, match="different models"):
+        list(completed_many([(p, {"question": "1+1"}), (q, {"question": "1+1"})]))

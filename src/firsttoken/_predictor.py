@@ -80,22 +80,7 @@ class Predictor:
     def completed(self, rows: list[dict[str, Any]], **options: Any) -> Iterator[tuple[int, Prediction | FirstTokenError]]:
         """Run many rows through the backend's ``generate_batch``; yield ``(index, Prediction or the error that
         ended that row)`` as each finishes, in whatever order (a concurrent backend finishes out of order)."""
-        requests: list[Request] = []
-        at: list[int] = []  # index in ``rows`` of each request
-        for i, row in enumerate(rows):
-            try:
-                requests.append(self.request({**row, **options}))
-                at.append(i)
-            except FirstTokenError as e:
-                yield i, e
-        for j, out in guarded_batch(self.model, requests):
-            if isinstance(out, FirstTokenError):
-                yield at[j], out
-                continue
-            try:
-                yield at[j], self.finish(out)
-            except ParseError as e:
-                yield at[j], e
+        return completed_many([(self, {**row, **options}) for row in rows])
 
     def batch(self, rows: list[dict[str, Any]], **options: Any) -> list[Prediction | FirstTokenError]:
         """Run many rows (up to the backend's ``concurrency`` at once; 1 for local models). Returns, in input
@@ -137,3 +122,32 @@ class Predictor:
                 reasoning = 0
         reasoning = min(reasoning, completion)
         return Usage(prompt, reasoning, completion - reasoning, gen.seconds, estimated)
+
+
+def completed_many(work: list[tuple[Predictor, dict[str, Any]]]) -> Iterator[tuple[int, Prediction | FirstTokenError]]:
+    """Rows of several predictors (e.g. the arms of an experiment) in one ``generate_batch`` of their shared
+    backend, so a batching backend keeps its slots full across them; yield ``(index in work, Prediction or
+    error)`` as each finishes. Every predictor must have the same ``model``."""
+    if not work:
+        return
+    backend = work[0][0].model
+    if any(p.model is not backend for p, _ in work):
+        raise ConfigError("completed_many: the predictors have different models",
+                          hint="group the rows by model and run each group on its own")
+    requests: list[Request] = []
+    at: list[int] = []  # index in ``work`` of each request
+    for i, (predictor, row) in enumerate(work):
+        try:
+            requests.append(predictor.request(row))
+            at.append(i)
+        except FirstTokenError as e:
+            yield i, e
+    for j, out in guarded_batch(backend, requests):
+        i = at[j]
+        if isinstance(out, FirstTokenError):
+            yield i, out
+            continue
+        try:
+            yield i, work[i][0].finish(out)
+        except ParseError as e:
+            yield i, e

@@ -1,9 +1,10 @@
 """Many sequences decoded together in one llama.cpp context: one ``llama_decode`` per step for every live row.
 
 Used by ``LlamaCpp(parallel=N)``. Its own context (llama-cpp-python's ``Llama`` decodes one sequence):
-``n_seq_max = N + 1`` (N row slots and one sequence holding the shared prefix), so
-the prefix (system prompt, demos) is evaluated once and copied into each row's slot
-(``llama_memory_seq_cp``). Continuous batching: a finished row frees its slot and the next row starts
+``n_seq_max = N + 1`` (N row slots and one sequence holding a shared prefix). Jobs come in groups (e.g.
+the arms of an experiment): a group's shared prefix (system prompt, demos) is evaluated once and copied
+into each of its rows' slots (``llama_memory_seq_cp``); groups are taken in order, so while one group's
+last rows finish, the next group's rows already fill the freed slots. Continuous batching: a finished row frees its slot and the next row starts
 there at once (its own prompt tokens in a llama_decode of their own, then it joins the shared steps).
 
 Each row keeps the sequential semantics: its own ``Guide`` (llguidance matcher, reasoning budget,
@@ -45,6 +46,7 @@ class Job:
     stop: list[str]
     guide: Any = None  # a Guide (constrained) or None
     ignore_eos: bool = False  # run to max_tokens (benchmarks of the decode rate)
+    group: Any = None  # jobs of one group share a prompt prefix (e.g. an arm's system prompt and demos)
 
 
 @dataclass
@@ -87,7 +89,9 @@ class BatchDecoder:
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, parallel + 1)
         self.prefix_seq = parallel
         self.prefix: list[int] = []  # tokens held by the prefix sequence
-        self.stats = {"steps": 0, "tokens": 0, "decode_s": 0.0, "guide_s": 0.0}  # for bench/eval_throughput.py
+        # for bench/eval_throughput.py: decode steps, rows stepped, seconds in llama_decode (all of it, and that
+        # of prompt tokens: prefixes and each row's own), seconds filling grammar masks
+        self.stats = {"steps": 0, "tokens": 0, "decode_s": 0.0, "prompt_s": 0.0, "guide_s": 0.0}
 
     def close(self) -> None:
         if self.ctx:
@@ -111,7 +115,7 @@ class BatchDecoder:
         for start in range(keep, len(tokens), self.n_batch):
             chunk = tokens[start: start + self.n_batch]
             self._fill([(t, start + i, self.prefix_seq, False) for i, t in enumerate(chunk)])
-            self._decode()
+            self._decode(prompt=True)
         self.prefix = list(tokens)
 
     # --- low level --------------------------------------------------------------------------------
@@ -125,10 +129,13 @@ class BatchDecoder:
             b.logits[i] = logits
         b.n_tokens = len(entries)
 
-    def _decode(self) -> None:
+    def _decode(self, prompt: bool = False) -> None:
         start = time.perf_counter()
         code = self.L.llama_decode(self.ctx, self.batch)
-        self.stats["decode_s"] += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.stats["decode_s"] += seconds
+        if prompt:
+            self.stats["prompt_s"] += seconds
         if code != 0:
             raise BackendError(f"llama_decode failed with code {code}", hint="lower parallel=, or the prompts' length")
 
@@ -141,13 +148,19 @@ class BatchDecoder:
         """Decode every job, up to ``parallel`` at once; yield (index, Generation or error) as each ends."""
         if not jobs:
             return
-        prefix = _common_prefix([j.prompt for j in jobs])
-        prefix = prefix[: max(0, min(len(j.prompt) for j in jobs) - 1)]  # every row evaluates >= 1 own token
-        capacity = self.n_ctx - len(prefix) if self.unified else None  # pooled cells (unified cache only)
-        queue = list(range(len(jobs)))
+        first: dict[Any, int] = {}  # group -> its first job, so groups are taken in order, each as a whole
+        for i, j in enumerate(jobs):
+            first.setdefault(j.group, i)
+        prefixes: dict[Any, list[int]] = {}
+        for g in first:
+            prompts = [j.prompt for j in jobs if j.group == g]
+            prefixes[g] = _common_prefix(prompts)[: max(0, min(map(len, prompts)) - 1)]  # >= 1 own token a row
+        # pooled cells (unified cache only): live rows may still hold any group's prefix
+        capacity = self.n_ctx - sum(map(len, prefixes.values())) if self.unified else None
+        queue = sorted(range(len(jobs)), key=lambda i: (first[jobs[i].group], i))
         for i in list(queue):
             need = len(jobs[i].prompt) + jobs[i].max_tokens
-            if need > self.per_row or len(jobs[i].prompt) - len(prefix) > self.n_batch:
+            if need > self.per_row or len(jobs[i].prompt) - len(prefixes[jobs[i].group]) > self.n_batch:
                 queue.remove(i)
                 yield i, ContextOverflowError(
                     f"the prompt ({len(jobs[i].prompt)} tokens) and the token limit ({jobs[i].max_tokens}) need "
@@ -155,7 +168,6 @@ class BatchDecoder:
                                                                           "limits, or raise n_ctx")
         if not queue:
             return
-        self._set_prefix(prefix)
         free = list(range(self.parallel))
         live: dict[int, _Seq] = {}
         reserved = 0
@@ -165,11 +177,15 @@ class BatchDecoder:
             # evaluate them one token per ubatch.
             while queue and free:
                 job = jobs[queue[0]]
+                prefix = prefixes[job.group]
                 need = len(job.prompt) - len(prefix) + job.max_tokens
                 if capacity is not None and reserved + need > capacity:
                     break
                 i = queue.pop(0)
-                slot = free.pop(0)
+                slot = min(free)  # the live slots stay contiguous (see the step below)
+                free.remove(slot)
+                if prefix != self.prefix:  # the next group's rows: its prefix, evaluated once for them all
+                    self._set_prefix(prefix)
                 self.L.llama_memory_seq_rm(self.memory, slot, -1, -1)
                 if prefix:  # the whole prefix sequence (a separate KV stream can only be copied whole)
                     self.L.llama_memory_seq_cp(self.memory, self.prefix_seq, slot, -1, -1)
@@ -178,7 +194,7 @@ class BatchDecoder:
                     seq.rng = np.random.default_rng(job.options.seed)
                 own = job.prompt[len(prefix):]
                 self._fill([(t, seq.pos + k, slot, k == len(own) - 1) for k, t in enumerate(own)])
-                self._decode()
+                self._decode(prompt=True)
                 seq.pos += len(own)
                 reserved += need
                 outcome = self._step(seq, self._logits(len(own) - 1))
@@ -189,11 +205,15 @@ class BatchDecoder:
                     free.append(slot)
                     reserved -= need
                     yield i, outcome
+            self._compact(live, free)
             if not live:
                 if queue:  # only a unified cache can refuse a row whose need was checked above
                     raise BackendError("the batch could not admit a row", hint="this is a bug; please report it")
                 continue
-            seqs = list(live.values())  # one step: the last token of every live row, one llama_decode
+            # One step: the last token of every live row, one llama_decode. In slot order: with one KV stream
+            # per sequence llama.cpp puts only increasing, consecutive sequence ids in one ubatch, and any
+            # other order splits the step into several (8 rows out of order cost 8 x one row's step).
+            seqs = [live[slot] for slot in sorted(live)]
             self._fill([(seq.generated[-1], seq.pos, seq.slot, True) for seq in seqs])
             self._decode()
             self.stats["steps"] += 1
@@ -207,6 +227,19 @@ class BatchDecoder:
                     free.append(seq.slot)
                     reserved -= seq.reserved
                     yield seq.index, outcome
+
+    def _compact(self, live: dict[int, _Seq], free: list[int]) -> None:
+        """Move rows from the highest slots into free lower ones (a whole-stream copy each), so the live slots
+        are 0..k-1 and the step stays one ubatch while the last rows finish."""
+        while free and live and min(free) < max(live):
+            src, dst = max(live), min(free)
+            self.L.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+            self.L.llama_memory_seq_rm(self.memory, src, -1, -1)
+            seq = live.pop(src)
+            seq.slot = dst
+            live[dst] = seq
+            free.remove(dst)
+            free.append(src)
 
     def _step(self, seq: _Seq, logits: np.ndarray) -> Generation | FirstTokenError | None:
         """Choose the sequence's next token; its Generation (or error) when it ends, else None."""

@@ -51,52 +51,69 @@ def check_margin(points: float) -> None:
 
 
 class BarProgress:
-    """One live bar per arm: rows done, running accuracy, tokens/s, ETA."""
+    """A live bar per arm (rows done, running accuracy, tokens/s, ETA); a model's arms run together, so their
+    bars advance together. Quiet: one line per arm when it ends. Use it in a ``with`` block."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
         self.bar: Progress | None = None
+        self.arms: dict[str, dict] = {}  # arm id -> its counts, start time, bar task id
+
+    def __enter__(self) -> BarProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()  # the bars stay on screen
+            self.bar = None
 
     def arm_started(self, arm: Arm, total: int, done: int) -> None:
-        self.counts = {"correct": 0, "answered": 0, "tokens": 0, "seconds": 0.0, "new": 0}
-        self.start = time.perf_counter()
-        if not self.quiet:  # a bar of its own per arm, left on screen when the arm is done
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=err)
-            self.bar.start()
-            self.task_id = self.bar.add_task(markup(arm_label(arm.record())), total=total, completed=done, stats="")
+        state: dict = {"correct": 0, "answered": 0, "tokens": 0, "seconds": 0.0, "new": 0,
+                       "start": time.perf_counter(), "open": True}
+        self.arms[arm.id] = state
+        if not self.quiet:
+            if self.bar is None:
+                self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=err)
+                self.bar.start()
+            state["task"] = self.bar.add_task(markup(arm_label(arm.record())), total=total, completed=done, stats="")
 
     def row_done(self, arm: Arm, result: dict) -> None:
-        c = self.counts
+        c = self.arms[arm.id]
         c["new"] += 1
         if result["outcome"] != "backend_error":
             c["answered"] += 1
             c["correct"] += result["outcome"] == "correct"
             c["tokens"] += (result["reasoning_tokens"] or 0) + (result["answer_tokens"] or 0)
             c["seconds"] += result["seconds"] or 0
-        if self.bar:
+        if self.bar is not None and "task" in c:
             acc = c["correct"] / c["answered"] if c["answered"] else 0
             tps = c["tokens"] / c["seconds"] if c["seconds"] else 0
-            self.bar.update(self.task_id, advance=1, stats=f"acc {acc:.0%}  {tps:.0f} tok/s")
+            self.bar.update(c["task"], advance=1, stats=f"acc {acc:.0%}  {tps:.0f} tok/s")
 
     def arm_finished(self, arm: Arm) -> None:
+        c = self.arms[arm.id]
+        c["open"] = False
         if self.quiet:
-            c = self.counts
             err.print(f"{terminal_safe(arm_label(arm.record()))}: {c['new']} new rows in "
-                      f"{time.perf_counter() - self.start:.0f} s", markup=False)
-        elif self.bar:
-            self.bar.stop()
+                      f"{time.perf_counter() - c['start']:.0f} s", markup=False)
+        elif not any(a["open"] for a in self.arms.values()):
+            self._stop()
 
 
 def build_task(task: str | None, data: str | None, inputs: str | None, output: str | None, labels: str | None,
                labels_from: str | None, metric: str, instructions: str | None, skip_bad_rows: bool,
-               id_column: str | None = None) -> Task:
+               id_column: str | None = None, open_ended: bool = False) -> Task:
+    """The task of a command line; ``open_ended``: a generated task without a count has no end of rows."""
     if task:
         from ..tasks import get_task
 
         if id_column:
             raise ConfigError("--id is for --data files", hint="a built-in task identifies its rows itself")
-        return get_task(task, data, skip_bad_rows=skip_bad_rows)
+        return get_task(task, data, skip_bad_rows=skip_bad_rows, open_ended=open_ended)
     if not data:
         raise ConfigError("no task given", hint="pass --task NAME, or --data FILE --inputs COLS --output COL")
     if not output:
@@ -130,20 +147,28 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           n_demos: int = typer.Option(3, "--n-demos"),
           store: str = typer.Option(None, "--store", help="SQLite file; default runs/<task>.db"),
           margin: float = typer.Option(2.0, "--margin", help="accuracy points the recommendation may give up"),
+          until_decided: bool = typer.Option(False, "--until-decided", help="rows in a random order, in rounds, "
+                                             "until the recommendation is decided (anytime-valid intervals)"),
+          max_rows: int = typer.Option(None, "--max-rows", help="with --until-decided: stop after N rows"),
+          max_tokens: int = typer.Option(None, "--max-tokens", help="with --until-decided: stop once the arms "
+                                         "have generated T tokens"),
+          alpha: float = typer.Option(0.05, "--alpha", help="with --until-decided: the chance of any wrong "
+                                      "decision"),
           skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="count bad rows and go on"),
           quiet: bool = typer.Option(False, "--quiet", help="no live bars (for CI logs)"),
           as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object")) -> None:
     """Run a grid of arms (model x layout x syntax x constrained x budget) over a task's rows."""
     check_margin(margin)
     the_task = build_task(task, data, inputs, output, labels, labels_from, metric, instructions, skip_bad_rows,
-                          id_column)
+                          id_column, open_ended=until_decided)
     demo_rows = load_demos(demos, the_task, n_demos) if demos else None
     specs = model or ["qwen2.5-coder-1.5b"]
     if parallel:
         specs = [with_parallel(m, parallel) for m in specs]
-    summary = evaluate(the_task, specs, _csv(layouts), _csv(syntaxes) or ["json"],
-                       _on_off(constrained), _ints(budgets, "--thinking-budgets"), store, limit, sample, seed,
-                       demo_rows, margin / 100, BarProgress(quiet or as_json))
+    with BarProgress(quiet or as_json) as progress:
+        summary = evaluate(the_task, specs, _csv(layouts), _csv(syntaxes) or ["json"],
+                           _on_off(constrained), _ints(budgets, "--thinking-budgets"), store, limit, sample, seed,
+                           demo_rows, margin / 100, progress, until_decided, max_rows, max_tokens, alpha)
     summary["bad_rows"] = the_task.bad_rows
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
@@ -261,4 +286,5 @@ def demo(quick: bool = typer.Option(False, "--quick", help="a 5-minute look; too
     from .. import _models
     from ..demo import run_demo
 
-    run_demo(model or _models.DEFAULT_MODEL, quick=quick, console=out, progress=BarProgress(False))
+    with BarProgress(False) as progress:
+        run_demo(model or _models.DEFAULT_MODEL, quick=quick, console=out, progress=progress)

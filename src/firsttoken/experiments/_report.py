@@ -42,6 +42,25 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {c['a_label']} | {c['b_label']} | {c['axis']} | {c['n']} | {c['diff'] * 100:+.1f} pts "
                          f"({c['ci_low'] * 100:+.1f} to {c['ci_high'] * 100:+.1f}) | {c['a_only']} | {c['b_only']} | "
                          f"{c['p_value']:.3g} |")
+    seq = summary.get("sequential")
+    if seq:
+        lines += ["", "The intervals above are fixed-n ones, for reading; under optional stopping they are not valid "
+                  "for deciding. The decision below uses anytime-valid confidence sequences (empirical Bernstein, "
+                  f"Waudby-Smith & Ramdas 2023; alpha {seq['alpha']:g}, split over the pairs: {seq['pair_alpha']:.3g} "
+                  "each), valid however long the run went on:", "",
+                  "| arm | rows | accuracy (confidence sequence) | completion tokens | stopped after |",
+                  "|---|---|---|---|---|"]
+        for a in seq["arms"]:
+            stopped = "" if a["stopped_after"] is None else f"{a['stopped_after']} rows"
+            lines.append(f"| {a['arm_label']} | {a['n']} | {pct(a['accuracy'])} ({pct(a['cs_low'])}–{pct(a['cs_high'])}) "
+                         f"| {a['tokens']} | {stopped} |")
+        for p in seq["pairs"]:
+            lines.append(f"\n{p['a_label']} − {p['b_label']}: {p['diff'] * 100:+.1f} pts on {p['n']} paired rows, "
+                         f"confidence sequence {p['cs_low'] * 100:+.1f} to {p['cs_high'] * 100:+.1f}")
+        spent = f"{seq['rows']} rows, {seq['tokens']} completion tokens"
+        fixed = (f"; a fixed-n design knowing the observed difference in advance would have planned about "
+                 f"{seq['fixed_n']} rows (80% power)" if seq.get("fixed_n") else "")
+        lines += ["", f"Spent: {spent}{fixed}."]
     rec = summary["recommendation"]
     verdict = {"recommended": f"**Recommendation: {rec.get('label')}.**", "single_arm": "**One arm only.**",
                "inconclusive": "**Recommendation: inconclusive.**"}[rec["status"]]
@@ -159,6 +178,12 @@ def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 
         parts.append("</table>")
         rec = s["recommendation"]
         parts.append(f"<p><b>Recommendation ({e(rec['status'])}):</b> {e(rec['reason'])}</p>")
+        seq = s.get("sequential")
+        if seq:
+            parts.append("<p>The table's intervals are fixed-n (for reading). The decision used " + e(seq["kind"]) +
+                         f", alpha {seq['alpha']:g}: " + "; ".join(
+                             f"{e(a['arm_label'])} {pct(a['accuracy'])} ({pct(a['cs_low'])}–{pct(a['cs_high'])}) on "
+                             f"{a['n']} rows, {a['tokens']} tokens" for a in seq["arms"]) + "</p>")
         if s["comparisons"]:
             parts.append("<h3>Paired differences</h3><table><tr><th>A</th><th>B</th><th>axis</th><th>n</th>"
                          "<th>A − B</th><th>95% CI</th><th>p (McNemar)</th></tr>")

@@ -27,12 +27,13 @@ from .._backend import Backend
 from .._errors import BackendError, ConfigError, ParseError, UnreachableError
 from .._options import GenerateOptions
 from .._prediction import Prediction
-from .._predictor import Predictor
+from .._predictor import Predictor, completed_many
 from .._text import redact
 from ..backends import check_spec, model_key, resolve
 from ..layouts import get_layout, layout_names
 from . import _identity, _metrics
 from ._cache import Cached
+from ._sequential import run_until_decided
 from ._store import Store
 from ._summary import summarize
 from ._tasks import Row, Task
@@ -125,12 +126,15 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
              syntaxes: Sequence[str] = ("json",), constrained: Sequence[bool] = (True,),
              budgets: Sequence[int | None] = (None,), store: str | Path | None = None, limit: int | None = None,
              sample: int | None = None, seed: int = 0, demos: list[dict] | None = None, margin: float = 0.02,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, until_decided: bool = False, max_rows: int | None = None,
+             max_tokens: int | None = None, alpha: float = 0.05) -> dict[str, Any]:
     """Run the grid and return the summary (per arm, pairwise comparisons, recommendation).
 
     The store must hold no other definition of the task (ConfigError otherwise, before any call); the
     task's rows become its current data; a row (by identity and content) with a final outcome for an arm
-    is not run again, and a stored call is reused."""
+    is not run again, and a stored call is reused. ``until_decided``: rows in a seeded random order, in
+    rounds, until the recommendation is decided on anytime-valid confidence sequences (``_sequential``);
+    the summary's ``sequential`` block and recommendation then come from them."""
     backends: dict[str, Backend | str] = {}  # model identity -> a backend, or the spec to build one from
     names: list[str] = []
     for m in models:
@@ -145,11 +149,19 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
             names.append(key)
     if not names:
         raise ConfigError("no model given", hint="pass --model NAME (repeatable)")
-    for value, flag in ((limit, "--limit"), (sample, "--sample")):
+    for value, flag in ((limit, "--limit"), (sample, "--sample"), (max_rows, "--max-rows"), (max_tokens, "--max-tokens")):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} {value}: must be 1 or more", hint=f"e.g. {flag} 50, or leave it out for every row")
     if not math.isfinite(margin) or not 0 <= margin < 1:
         raise ConfigError(f"margin {margin!r}: must be a fraction from 0 to 1", hint="e.g. 0.02 for 2 points")
+    if not math.isfinite(alpha) or not 0 < alpha < 1:
+        raise ConfigError(f"alpha {alpha!r}: must be between 0 and 1", hint="e.g. --alpha 0.05")
+    if (max_rows or max_tokens) and not until_decided:
+        raise ConfigError("--max-rows and --max-tokens are budgets of --until-decided",
+                          hint="add --until-decided, or use --limit N for a fixed number of rows")
+    if task.open_ended and not until_decided and limit is None:
+        raise ConfigError(f"task {task.name!r} has no end of rows: give it a count or a budget",
+                          hint="e.g. --task arithmetic:1-6:20, or --until-decided --max-rows 500")
     default_budget = GenerateOptions().max_thinking_tokens
     budgets = [default_budget if b is None else b for b in budgets]
     arms = build_grid(task.name, names, layouts, syntaxes, constrained, budgets, demos)
@@ -164,35 +176,98 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
                                "output": task.output, "metric": task.metric_name, "bad_rows": task.bad_rows,
                                "signature": task.signature.to_spec(), "demo_rows": demos or [],
                                "rows": len(task.all_rows), "keyed_by_id": task.keyed_by_id}, versions())
-        db.set_rows(task.name, task.all_rows)
         for arm in arms:
             db.add_arm(arm.record())
-            _run_arm(arm, task, rows, db, backends, progress)
+        if until_decided:
+            return _until_decided(task, arms, db, backends, margin, alpha, max_rows, max_tokens, seed, limit, sample,
+                                  progress)
+        if task.open_ended:
+            rows = task.draw(limit or 0)
+        db.set_rows(task.name, task.all_rows)
+        for model in names:  # a model's arms together: a batching backend keeps its slots full across arms
+            _run_arms([a for a in arms if a.model == model], task, rows, db, backends, progress)
         return summarize(db, task.name, [a.id for a in arms], {r.key for r in rows}, margin, seed)
     finally:
         db.close()
 
 
-def _run_arm(arm: Arm, task: Task, rows: list[Row], db: Store, backends: dict[str, Backend | str],
-             progress: Progress | None) -> None:
-    done = db.done_rows(arm.id)
-    todo = [r for r in rows if done.get(r.key) != r.hash]
+def _until_decided(task: Task, arms: list[Arm], db: Store, backends: dict[str, Backend | str], margin: float,
+                   alpha: float, max_rows: int | None, max_tokens: int | None, seed: int, limit: int | None,
+                   sample: int | None, progress: Progress | None) -> dict[str, Any]:
+    rows_only = _RowsOnly(progress) if progress else None
     if progress:
-        progress.arm_started(arm, len(rows), len(rows) - len(todo))
-    if todo:
-        if isinstance(backends[arm.model], str):
-            backends[arm.model] = resolve(backends[arm.model])  # type: ignore[arg-type]
-        cached = Cached(backends[arm.model], db, arm.model)  # type: ignore[arg-type]
-        predictor = arm.predictor(task.signature, cached)
-        with closing(predictor.completed([row.inputs for row in todo])) as outcomes:
+        for arm in arms:
+            progress.arm_started(arm, max_rows or limit or len(task.all_rows) or 0, 0)
+    try:
+        block = run_until_decided(_run_arms, arms, task, db, backends, margin, alpha, max_rows, max_tokens, seed,
+                                  limit, sample, rows_only)
+    finally:
+        if progress:
+            for arm in arms:
+                progress.arm_finished(arm)
+    summary = summarize(db, task.name, [a.id for a in arms], set(block.pop("row_keys")), margin, seed)
+    labels = {a["id"]: a["label"] for a in summary["arms"]}
+    for item in [*block["arms"], *block["pairs"]]:
+        for key in ("arm", "a", "b"):
+            if key in item:
+                item[key + "_label"] = labels.get(item[key], item[key])
+    summary["sequential"] = block
+    summary["recommendation"] = {"status": block["status"], "arm": block["arm"], "label": labels.get(block["arm"] or ""),
+                                 "reason": block["reason"], "margin": margin, "kind": block["kind"]}
+    return summary
+
+
+class _RowsOnly:
+    """Forwards rows as they finish; --until-decided starts and finishes each arm's bar once, not per round."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def arm_started(self, arm: Arm, total: int, done: int) -> None:
+        pass
+
+    def row_done(self, arm: Arm, result: dict) -> None:
+        self.progress.row_done(arm, result)
+
+    def arm_finished(self, arm: Arm) -> None:
+        pass
+
+
+def _run_arms(arms: list[Arm], task: Task, rows: list[Row], db: Store, backends: dict[str, Backend | str],
+              progress: Progress | None) -> list[dict]:
+    """Every arm's rows without a final outcome, in one ``generate_batch`` of the arms' model (arm after arm,
+    so rows sharing a prompt prefix stay together); each row recorded as it finishes."""
+    work: list[tuple[Arm, Row]] = []
+    left: dict[str, int] = {}  # arm id -> rows still to finish
+    recorded: list[dict] = []
+    for arm in arms:
+        done = db.done_rows(arm.id)
+        todo = [r for r in rows if done.get(r.key) != r.hash]
+        work += [(arm, r) for r in todo]
+        left[arm.id] = len(todo)
+        if progress:
+            progress.arm_started(arm, len(rows), len(rows) - len(todo))
+            if not todo:
+                progress.arm_finished(arm)
+    if work:
+        model = arms[0].model
+        if isinstance(backends[model], str):
+            backends[model] = resolve(backends[model])  # type: ignore[arg-type]
+        cached = Cached(backends[model], db, model)  # type: ignore[arg-type]
+        predictors = {arm.id: arm.predictor(task.signature, cached) for arm in arms}
+        with closing(completed_many([(predictors[arm.id], row.inputs) for arm, row in work])) as outcomes:
             for i, out in outcomes:
                 if isinstance(out, UnreachableError) or not isinstance(out, (Prediction, ParseError, BackendError)):
                     raise out  # the server is gone, or the run is misconfigured: stop the run here
-                result = _record(arm, task, db, cached, todo[i], out)
+                arm, row = work[i]
+                result = _record(arm, task, db, cached, row, out)
+                recorded.append(result)
+                left[arm.id] -= 1
                 if progress:
                     progress.row_done(arm, result)
-    if progress:
-        progress.arm_finished(arm)
+                    if not left[arm.id]:
+                        progress.arm_finished(arm)
+    return recorded
 
 
 def _record(arm: Arm, task: Task, db: Store, cached: Cached, row: Row,

@@ -184,13 +184,22 @@ class Store:
         """Make ``rows`` the task's current data, in this order (rows seen before stay, without a position)."""
         with self.transaction():
             self.db.execute("UPDATE rows SET position = NULL WHERE task = ?", (task,))
-            self.db.executemany(
-                "INSERT INTO rows (task, key, hash, display_id, position, inputs, expected, difficulty) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task, key) DO UPDATE SET hash = excluded.hash, "
-                "display_id = excluded.display_id, position = excluded.position, inputs = excluded.inputs, "
-                "expected = excluded.expected, difficulty = excluded.difficulty",
-                [(task, r.key, r.hash, r.id, i, json.dumps(r.inputs, default=str), json.dumps(r.expected, default=str),
-                  r.difficulty) for i, r in enumerate(rows)])
+            self._upsert_rows(task, rows, 0)
+
+    def _upsert_rows(self, task: str, rows: list[Any], start: int) -> None:
+        self.db.executemany(
+            "INSERT INTO rows (task, key, hash, display_id, position, inputs, expected, difficulty) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task, key) DO UPDATE SET hash = excluded.hash, "
+            "display_id = excluded.display_id, position = excluded.position, inputs = excluded.inputs, "
+            "expected = excluded.expected, difficulty = excluded.difficulty",
+            [(task, r.key, r.hash, r.id, start + i, json.dumps(r.inputs, default=str),
+              json.dumps(r.expected, default=str), r.difficulty) for i, r in enumerate(rows)])
+
+    def add_rows(self, task: str, rows: list[Any], start: int) -> None:
+        """Append ``rows`` to the task's current data at positions ``start``, ``start + 1``, ... (rows drawn
+        as they are used, from an open-ended source)."""
+        with self.transaction():
+            self._upsert_rows(task, rows, start)
 
     def add_call(self, h: str, record: dict) -> None:
         row = {**record, "hash": h, "created": time.time()}

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,10 +48,24 @@ class Task:
     bad_rows: int = 0
     demo_pool: list[dict[str, Any]] = field(default_factory=list)
     keyed_by_id: bool = False  # rows identified by their ``id`` (``--id COLUMN``), not by their content
+    source: Callable[[int], Row] | None = None  # open-ended: row i, drawn when first used (``draw``)
 
     def __post_init__(self) -> None:
         self.metric = _metrics.get_metric(self.metric_name)
         _identity.assign_keys(self.all_rows, self.keyed_by_id)
+
+    @property
+    def open_ended(self) -> bool:
+        return self.source is not None
+
+    def draw(self, n: int) -> list[Row]:
+        """An open-ended task's first ``n`` rows (drawn now where not yet drawn; the same rows every time)."""
+        if self.source is None:
+            return self.all_rows[:n]
+        if len(self.all_rows) < n:
+            self.all_rows += [self.source(i) for i in range(len(self.all_rows), n)]
+            _identity.assign_keys(self.all_rows, self.keyed_by_id)
+        return self.all_rows[:n]
 
     def definition(self) -> dict[str, Any]:
         """What decides the question and its scoring (see ``_identity``); stored with every run."""

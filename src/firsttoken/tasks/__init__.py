@@ -28,8 +28,11 @@ def register_task(name: str, factory: Callable[..., Task]) -> None:
 def get_task(name: str, data: str | None = None, **kwargs: Any) -> Task:
     """A built-in task; ``arithmetic:3-5:8`` asks for difficulties 3 to 5, 8 problems each."""
     name, _, params = name.partition(":")
+    open_ended = kwargs.pop("open_ended", False)  # a generated task without a count: rows without end
     if params:
         kwargs.update(_arithmetic_params(name, params))
+    if open_ended and name == "arithmetic" and "per_difficulty" not in kwargs:
+        kwargs["open_ended"] = True
     try:
         factory = _REGISTRY[name]
     except KeyError:

@@ -56,7 +56,18 @@ def problem(rng: random.Random, steps: int) -> tuple[str, int]:
 
 
 def arithmetic_task(data: str | None = None, *, difficulties: range | list[int] = range(1, 9),
-                    per_difficulty: int = 20, seed: int = 0, skip_bad_rows: bool = False) -> Task:
+                    per_difficulty: int = 20, seed: int = 0, skip_bad_rows: bool = False,
+                    open_ended: bool = False) -> Task:
+    """``per_difficulty`` problems of each difficulty, interleaved; ``open_ended``: rows without end, row i
+    of difficulty ``difficulties[i % len]`` from its own seeded generator (drawn as used, the same each time)."""
+    levels = list(difficulties)
+    if open_ended:
+        def source(i: int) -> Row:
+            steps = levels[i % len(levels)]
+            question, answer = problem(random.Random(f"{seed}:{i}"), steps)
+            return Row(f"d{steps}-{i}", {"question": question}, answer, float(steps))
+
+        return Task("arithmetic", Arithmetic, "answer", "numeric", [], source=source)
     rng = random.Random(seed)
     rows = []
     for steps in difficulties:
