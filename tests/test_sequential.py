@@ -122,6 +122,32 @@ def test_an_open_ended_task_draws_rows_as_used_and_a_bigger_budget_continues(tmp
     assert len(backend.calls) == 60
     more = evaluate(get_task("arithmetic:1-3", open_ended=True), [backend], max_rows=40, **kw)
     assert more["sequential"]["rows"] == 40 and len(backend.calls) == 80  # 30 rows from the store, 10 new
+    assert more["sequential"]["pairs"][0]["n"] == 40 and [a["n"] for a in more["sequential"]["arms"]] == [40, 40]
     assert task.draw(3) == get_task("arithmetic:1-3", open_ended=True).draw(3)  # the same rows every time
     with pytest.raises(ft.ConfigError, match="no end of rows"):
         evaluate(get_task("arithmetic:1-3", open_ended=True), [backend], layouts=["direct"], store=tmp_path / "b.db")
+    with pytest.raises(ft.ConfigError, match="needs a budget"):
+        evaluate(get_task("arithmetic:1-3", open_ended=True), [backend], store=tmp_path / "c.db", layouts=["direct"],
+                 until_decided=True)
+
+
+def test_a_killed_until_decided_run_continues_its_sequence(tmp_path):
+    import sqlite3
+
+    from .test_eval import cli, eval_args, kill_after_results, write_sums
+
+    data = write_sums(tmp_path / "sums.jsonl", n=30)
+    calls = tmp_path / "calls.txt"
+    env = {"FAKE_CALLS": str(calls), "FAKE_DELAY": "0.05"}
+    args = eval_args(data, "-m", "scripted:tests.fakes:slow_sum", "--layouts", "direct,thoughts_first",
+                     "--until-decided")
+    db = tmp_path / "runs" / "sums.db"
+    kill_after_results(args, tmp_path, db, 10, env)
+    res = cli(*args, "--json", cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    seq = json.loads(res.stdout)["sequential"]  # equal arms: no decision, the rows run out
+    assert seq["rows"] == 30 and seq["status"] == "inconclusive" and "the rows ran out (30)" in seq["reason"]
+    made = len(calls.read_text().splitlines())  # every row of both arms once, plus the call in flight at the kill
+    assert 60 <= made <= 61
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*), COUNT(DISTINCT arm_id || row_key) FROM results").fetchone() == (60, 60)

@@ -159,6 +159,9 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
     if (max_rows or max_tokens) and not until_decided:
         raise ConfigError("--max-rows and --max-tokens are budgets of --until-decided",
                           hint="add --until-decided, or use --limit N for a fixed number of rows")
+    if task.open_ended and until_decided and not (max_rows or max_tokens or limit):
+        raise ConfigError(f"task {task.name!r} has no end of rows: --until-decided needs a budget",
+                          hint="add --max-rows N or --max-tokens T (equal arms may never be told apart)")
     if task.open_ended and not until_decided and limit is None:
         raise ConfigError(f"task {task.name!r} has no end of rows: give it a count or a budget",
                           hint="e.g. --task arithmetic:1-6:20, or --until-decided --max-rows 500")

@@ -4,8 +4,8 @@ Every live arm runs the same rows (paired). After each round: an anytime-valid c
 (``_confseq``) for each paired difference, alpha split over the k(k-1)/2 pairs; an arm proven worse than
 another by more than the margin stops being run (its rows stay in the store and the report); the run
 stops when ``_confseq.decide`` picks an arm, or when the rows, ``max_rows`` or ``max_tokens`` run out
-("inconclusive after N rows", with the current intervals). A round is what the backends run at once
-(their ``concurrency`` shared by the live arms). Resumable: the order and the looks are the same on a
+("inconclusive after N rows", with the current intervals). A round is as many rows as the backend runs at
+once (its ``concurrency``), for every live arm. Resumable: the order and the looks are the same on a
 rerun, so stored rows replay the same decisions without a call and the run continues where it stopped.
 An open-ended task (``arithmetic`` without a count) draws its rows as they are used and records them in
 the store's current data. Does not handle: several processes running one sequence at once.
@@ -13,7 +13,6 @@ the store's current data. Does not handle: several processes running one sequenc
 
 from __future__ import annotations
 
-import math
 import random
 from itertools import combinations
 from typing import Any
@@ -43,25 +42,25 @@ def run_until_decided(runner: Any, arms: list[Any], task: Task, db: Store, backe
     else:
         db.set_rows(task.name, [])
     cap = min(x for x in (max_rows, limit, None if task.open_ended else len(order), 10 ** 9) if x is not None)
-    state: dict[str, dict[str, Any]] = {a.id: {} for a in arms}  # arm id -> row key -> (score, tokens)
+    # arm id -> row key -> (score, tokens, the row content they were scored for); stored ones first
+    state: dict[str, dict[str, Any]] = {a.id: {} for a in arms}
     for a in arms:
-        for r in db.results(a.id):
-            if r["outcome"] != "backend_error":
-                state[a.id][r["row_key"]] = (float(r["outcome"] == "correct"), _tokens(r))
+        for r in db.outcomes(a.id):
+            state[a.id][r["row_key"]] = (float(r["outcome"] == "correct"), _tokens(r), r["row_hash"])
     stopped: dict[str, int] = {}  # arm id -> rows used when it stopped
     used = 0
     while True:
         look = _look(arms, order[:used], state, stopped, margin, alpha)
-        spent = sum(t for a in arms for k, (_, t) in state[a.id].items() if k in look["keys"])
-        look["tokens"] = spent
+        spent = look["tokens"]
         why = ("decided" if look["pick"] is not None else
                "rows" if used >= cap else
                "tokens" if max_tokens is not None and spent >= max_tokens else None)
         if why:
             return _block(look, arms, used, why, margin, alpha, stopped, max_rows, max_tokens, order[:used])
         live = [a for a in arms if a.id not in stopped]
-        share = min(max(1, getattr(backends[a.model], "concurrency", 1) or 1) for a in live)
-        step = max(1, math.ceil(share / max(1, len(live) // len({a.model for a in live}))))
+        # a round: as many rows as the backend runs at once, for every live arm: a batching backend's slots
+        # stay full while one arm's rows finish (rounds are barriers: a smaller round idles the slots)
+        step = min(max(1, getattr(backends[a.model], "concurrency", 1) or 1) for a in live)
         take = min(step, cap - used)
         if task.open_ended:
             fresh = task.draw(used + take)[used:]
@@ -74,7 +73,8 @@ def run_until_decided(runner: Any, arms: list[Any], task: Task, db: Store, backe
             for result in runner(  # noqa: B023 (used now)
                     [a for a in live if a.model == model], task, rows, db, backends, progress):
                 if result["outcome"] != "backend_error":
-                    state[result["arm_id"]][result["row_key"]] = (float(result["outcome"] == "correct"), _tokens(result))
+                    state[result["arm_id"]][result["row_key"]] = (float(result["outcome"] == "correct"),
+                                                                  _tokens(result), result["row_hash"])
         used += len(rows)
         for arm_id in look["stopped"]:
             stopped.setdefault(arm_id, look["rows"])
@@ -93,7 +93,8 @@ def _look(arms: list[Any], rows: list[Row], state: dict, stopped: dict[str, int]
     np.fill_diagonal(low, 0.0)
     np.fill_diagonal(high, 0.0)
     pairs = []
-    keys = {r.key for r in rows}
+    current = {r.key: r.hash for r in rows}
+    state = {arm_id: {key: v for key, v in per.items() if current.get(key) == v[2]} for arm_id, per in state.items()}
     for i, j in combinations(range(k), 2):
         si, sj = state[arms[i].id], state[arms[j].id]
         both = [r.key for r in rows if r.key in si and r.key in sj]
@@ -107,7 +108,7 @@ def _look(arms: list[Any], rows: list[Row], state: dict, stopped: dict[str, int]
         d = xa - xb
         pairs.append({"a": arms[i].id, "b": arms[j].id, "n": len(both), "diff": float(d.mean()),
                       "cs_low": float(lo[-1]), "cs_high": float(hi[-1]), "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0})
-    cost = np.array([np.mean([t for key, (_, t) in state[a.id].items() if key in keys] or [0.0]) for a in arms])
+    cost = np.array([np.mean([v[1] for v in state[a.id].values()] or [0.0]) for a in arms])
     was = np.array([a.id in stopped for a in arms])
     stop, pick = _confseq.decide(low, high, cost, margin)
     stop = stop | was
@@ -117,9 +118,10 @@ def _look(arms: list[Any], rows: list[Row], state: dict, stopped: dict[str, int]
         lo, hi = _confseq.eb_cs(scores, alpha / k) if len(scores) else (np.array([0.0]), np.array([1.0]))
         arm_rows.append({"arm": a.id, "n": len(scores), "accuracy": float(scores.mean()) if len(scores) else 0.0,
                          "cs_low": float(lo[-1]), "cs_high": float(hi[-1]), "mean_completion_tokens": float(cost[i]),
-                         "tokens": int(sum(t for key, (_, t) in state[a.id].items() if key in keys))})
+                         "tokens": int(sum(v[1] for v in state[a.id].values()))})
     chosen = int(pick) if int(pick) >= 0 and not stop[int(pick)] else None
-    return {"rows": len(rows), "keys": keys, "pairs": pairs, "arms": arm_rows, "pick": chosen,
+    return {"rows": len(rows), "pairs": pairs, "arms": arm_rows, "pick": chosen,
+            "tokens": sum(a["tokens"] for a in arm_rows),
             "stopped": [a.id for i, a in enumerate(arms) if stop[i]]}
 
 

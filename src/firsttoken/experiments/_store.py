@@ -230,6 +230,13 @@ class Store:
         return {r[0]: r[1] for r in self.db.execute(
             "SELECT row_key, row_hash FROM results WHERE arm_id = ? AND outcome != 'backend_error'", (arm_id,))}
 
+    def outcomes(self, arm_id: str) -> list[dict]:
+        """Every final outcome of an arm (backend errors left out), whatever the current data: row key, the
+        content hash it was scored for, outcome and token counts (``--until-decided`` replays them)."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT row_key, row_hash, outcome, reasoning_tokens, answer_tokens FROM results "
+            "WHERE arm_id = ? AND outcome != 'backend_error'", (arm_id,))]
+
     def row_keys(self, task: str) -> list[str]:
         """The keys of the task's current data (what its last run was given), in order."""
         return [r[0] for r in self.db.execute(
