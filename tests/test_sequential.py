@@ -104,6 +104,11 @@ def test_until_decided_stops_the_worse_arm_decides_and_resumes_without_a_call(tm
     assert "anytime-valid" in text and "fixed-n" in text and f"Spent: {seq['rows']} rows" in text
     db = Store(tmp_path / "s.db")
     assert "fixed-n" in html_page([summary], db) and "anytime-valid" in html_page([summary], db)
+    from firsttoken.experiments import summarize
+
+    reported = summarize(db, task.name)  # what `firsttoken report` shows: the decision the run reached
+    assert reported["recommendation"] == summary["recommendation"] and reported["sequential"] == seq
+    assert [a["n"] for a in reported["arms"]] == [a["n"] for a in summary["arms"]]
     db.close()
     again = evaluate(task, [backend], **kw)  # the same order and looks: answered from the store
     assert len(backend.calls) == calls and again["sequential"]["rows"] == seq["rows"]

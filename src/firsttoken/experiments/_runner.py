@@ -173,7 +173,7 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
     try:
         definition = task.definition()
         db.check_definition(task.name, definition)
-        db.add_run(task.name, {"models": names, "layouts": list(layouts or layout_names()), "syntaxes": list(syntaxes),
+        run_id = db.add_run(task.name, {"models": names, "layouts": list(layouts or layout_names()), "syntaxes": list(syntaxes),
                                "constrained": list(constrained), "budgets": budgets, "limit": limit,
                                "sample": sample, "seed": seed, "demos": len(demos or []), "labels": task.labels,
                                "output": task.output, "metric": task.metric_name, "bad_rows": task.bad_rows,
@@ -183,7 +183,7 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
             db.add_arm(arm.record())
         if until_decided:
             return _until_decided(task, arms, db, backends, margin, alpha, max_rows, max_tokens, seed, limit, sample,
-                                  progress)
+                                  progress, run_id)
         if task.open_ended:
             rows = task.draw(limit or 0)
         db.set_rows(task.name, task.all_rows)
@@ -196,7 +196,7 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
 
 def _until_decided(task: Task, arms: list[Arm], db: Store, backends: dict[str, Backend | str], margin: float,
                    alpha: float, max_rows: int | None, max_tokens: int | None, seed: int, limit: int | None,
-                   sample: int | None, progress: Progress | None) -> dict[str, Any]:
+                   sample: int | None, progress: Progress | None, run_id: int) -> dict[str, Any]:
     rows_only = _RowsOnly(progress) if progress else None
     if progress:
         for arm in arms:
@@ -208,16 +208,8 @@ def _until_decided(task: Task, arms: list[Arm], db: Store, backends: dict[str, B
         if progress:
             for arm in arms:
                 progress.arm_finished(arm)
-    summary = summarize(db, task.name, [a.id for a in arms], set(block.pop("row_keys")), margin, seed)
-    labels = {a["id"]: a["label"] for a in summary["arms"]}
-    for item in [*block["arms"], *block["pairs"]]:
-        for key in ("arm", "a", "b"):
-            if key in item:
-                item[key + "_label"] = labels.get(item[key], item[key])
-    summary["sequential"] = block
-    summary["recommendation"] = {"status": block["status"], "arm": block["arm"], "label": labels.get(block["arm"] or ""),
-                                 "reason": block["reason"], "margin": margin, "kind": block["kind"]}
-    return summary
+    db.note_run(run_id, "sequential", block)  # `firsttoken report` shows the decision the run reached
+    return summarize(db, task.name, [a.id for a in arms], set(block["row_keys"]), margin, seed)
 
 
 class _RowsOnly:

@@ -176,6 +176,12 @@ class Store:
                               (time.time(), task, json.dumps(config, default=str), json.dumps(versions)))
         return int(cur.lastrowid)
 
+    def note_run(self, run_id: int, key: str, value: Any) -> None:
+        """Add ``key: value`` to a run's config (e.g. the decision an ``--until-decided`` run reached)."""
+        row = self.db.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()
+        config = {**json.loads(row[0] or "{}"), key: value}
+        self.db.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config, default=str), run_id))
+
     def add_arm(self, arm: dict) -> None:
         self.db.execute("INSERT OR IGNORE INTO arms VALUES (:id, :task, :model, :layout, :syntax, :constrained,"
                         " :budget, :demos, :config)", {**arm, "config": json.dumps(arm.get("config", {}))})

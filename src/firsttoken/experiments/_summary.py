@@ -151,15 +151,34 @@ def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_key
     run = store.last_run(task) or {"config": "{}"}
     config = json.loads(run["config"])
     labels, output = config.get("labels"), config.get("output")
+    seq = config.get("sequential")  # the last run was `--until-decided`: its rows, its decision
+    if seq is not None and row_keys is None:
+        row_keys = set(seq["row_keys"])
     arms = [a for a in store.arms(task) if arm_ids is None or a["id"] in arm_ids]
     results = {a["id"]: [r for r in store.results(a["id"]) if row_keys is None or r["row_key"] in row_keys]
                for a in arms}
     stats = [arm_stats(a, results[a["id"]], labels, output) for a in arms]
     comparisons = [c for a, b in combinations(arms, 2)
                    if (c := compare(a, b, results[a["id"]], results[b["id"]], seed)) is not None]
-    return {"task": task, "store": str(store.path), "margin": margin, "arms": stats, "comparisons": comparisons,
-            "recommendation": recommend(stats, results, margin, seed), "labels": labels, "output": output,
-            "difficulty": _by_difficulty(arms, results)}
+    summary = {"task": task, "store": str(store.path), "margin": margin, "arms": stats, "comparisons": comparisons,
+               "recommendation": recommend(stats, results, margin, seed), "labels": labels, "output": output,
+               "difficulty": _by_difficulty(arms, results)}
+    if seq is not None and row_keys == set(seq["row_keys"]):
+        _sequential_decision(summary, seq)
+    return summary
+
+
+def _sequential_decision(summary: dict[str, Any], seq: dict[str, Any]) -> None:
+    """Put an ``--until-decided`` run's decision (made on confidence sequences) in the summary, labelled."""
+    labels = {a["id"]: a["label"] for a in summary["arms"]}
+    block = {k: v for k, v in seq.items() if k != "row_keys"}
+    block["arms"] = [{**a, "arm_label": labels.get(a["arm"], a["arm"])} for a in seq["arms"]]
+    block["pairs"] = [{**p, "a_label": labels.get(p["a"], p["a"]), "b_label": labels.get(p["b"], p["b"])}
+                      for p in seq["pairs"]]
+    summary["sequential"] = block
+    summary["margin"] = seq["margin"]
+    summary["recommendation"] = {"status": seq["status"], "arm": seq["arm"], "label": labels.get(seq["arm"] or ""),
+                                 "reason": seq["reason"], "margin": seq["margin"], "kind": seq["kind"]}
 
 
 def _by_difficulty(arms: list[dict], results: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
