@@ -156,3 +156,22 @@ def test_a_killed_until_decided_run_continues_its_sequence(tmp_path):
     assert 60 <= made <= 61
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*), COUNT(DISTINCT arm_id || row_key) FROM results").fetchone() == (60, 60)
+
+
+def test_an_arm_proven_worse_stops_being_run_while_the_others_go_on(tmp_path):
+    def direct_guesses(messages):  # direct gets odd first numbers wrong; the two other layouts are always right
+        reply = fakes.echo_sum(messages)
+        system = messages[0]["content"]
+        if '"thoughts"' in system or '"explanation"' in system:
+            return reply
+        return fakes.thinks_better(messages)
+
+    task = _sums(tmp_path / "sums.jsonl", 200)
+    summary = evaluate(task, [ft.Scripted(direct_guesses)], ["direct", "thoughts_first", "answer_then_explain"],
+                       store=tmp_path / "s.db", until_decided=True)
+    seq = summary["sequential"]
+    arms = {a["arm_label"].split()[1]: a for a in seq["arms"]}
+    assert seq["status"] == "inconclusive" and seq["rows"] == 200  # two equal arms: not told apart in 200 rows
+    assert arms["direct"]["stopped_after"] is not None and arms["direct"]["n"] == arms["direct"]["stopped_after"] < 100
+    assert arms["thoughts_first"]["n"] == arms["answer_then_explain"]["n"] == 200
+    assert arms["thoughts_first"]["stopped_after"] is None

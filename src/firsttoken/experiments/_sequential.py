@@ -57,6 +57,9 @@ def run_until_decided(runner: Any, arms: list[Any], task: Task, db: Store, backe
                "tokens" if max_tokens is not None and spent >= max_tokens else None)
         if why:
             return _block(look, arms, used, why, margin, alpha, stopped, max_rows, max_tokens, order[:used])
+        for arm_id in look["stopped"]:  # proven worse by more than the margin: no more rows (one arm runs on)
+            if arm_id in stopped or len(stopped) < len(arms) - 1:
+                stopped.setdefault(arm_id, used)
         live = [a for a in arms if a.id not in stopped]
         # a round: as many rows as the backend runs at once, for every live arm: a batching backend's slots
         # stay full while one arm's rows finish (rounds are barriers: a smaller round idles the slots)
@@ -76,8 +79,6 @@ def run_until_decided(runner: Any, arms: list[Any], task: Task, db: Store, backe
                     state[result["arm_id"]][result["row_key"]] = (float(result["outcome"] == "correct"),
                                                                   _tokens(result), result["row_hash"])
         used += len(rows)
-        for arm_id in look["stopped"]:
-            stopped.setdefault(arm_id, look["rows"])
 
 
 def _tokens(r: dict) -> int:
