@@ -97,9 +97,12 @@ def test_2_a_usage_error_prints_typers_usage_and_exits_2(tmp_path):
 
 
 def _interrupt(args, env, tmp_path, ready):
+    # Ctrl-C as a terminal sends it: a shell's background job (`make test &`) ignores SIGINT, and a child
+    # that starts with SIGINT ignored never gets Python's KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-c", "from firsttoken.cli import main; main()", *args], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not ready() and time.time() < deadline:
         time.sleep(0.1)
