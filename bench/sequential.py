@@ -7,13 +7,14 @@ to a decision against the rows a fixed-n design would plan.
 A wrong decision: recommending an arm more than the margin below the best, or stopping an arm within the
 margin of the best. The fixed-n figure: rows for a paired two-sided test at the same per-pair alpha with 80%
 power, knowing in advance the closest gap between the best arm and the margin line and the spread of the
-paired differences (estimated from a large simulated sample), i.e. the best a fixed design could plan.
+paired differences (exact under the simulation's model), i.e. the best a fixed design could plan.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -35,19 +36,20 @@ SCENARIOS = {
 
 
 def planned(acc: list[float], margin: float, alpha: float, rho: float) -> int | None:
-    """The rows a fixed-n paired design would plan for the hardest comparison it must settle."""
-    rng = np.random.default_rng(0)
-    n = 200_000
-    shared, use = rng.random(n), rng.random((n, len(acc))) < rho
-    x = (np.where(use, shared[:, None], rng.random((n, len(acc)))) < np.array(acc)).astype(float)
+    """The rows a fixed-n paired design would plan for the hardest comparison it must settle, from the exact
+    mean and spread of the paired differences under the simulation's model (both arms take the row's shared
+    draw with probability rho^2, so P(both right) = rho^2 min(p, q) + (1 - rho^2) p q)."""
     best = int(np.argmax(acc))
     needs = []
     for j in range(len(acc)):
         if j == best:
             continue
-        d = x[:, best] - x[:, j]
-        gap_to = margin if d.mean() > margin else -margin
-        needs.append(fixed_n(float(d.mean()), float(d.std()), gap_to, pair_alpha(alpha, len(acc))))
+        p, q = acc[best], acc[j]
+        both = rho ** 2 * min(p, q) + (1 - rho ** 2) * p * q
+        diff = p - q
+        sd = math.sqrt(max(p + q - 2 * both - diff ** 2, 0.0))
+        gap_to = margin if diff > margin else -margin
+        needs.append(fixed_n(diff, sd, gap_to, pair_alpha(alpha, len(acc))))
     return None if any(v is None for v in needs) else max(needs)
 
 

@@ -36,10 +36,12 @@ def content_hash(inputs: dict[str, Any], expected: Any) -> str:
     return digest({"inputs": dict(sorted(inputs.items())), "expected": expected})[:24]
 
 
-def assign_keys(rows: Iterable[Any], by_id: bool = False) -> None:
-    """Set ``row.hash`` (content) and ``row.key`` (identity) on each row, in order."""
-    seen: Counter[str] = Counter()
-    for row in rows:
+def assign_keys(rows: Iterable[Any], by_id: bool = False, start: int = 0) -> None:
+    """Set ``row.hash`` (content) and ``row.key`` (identity) on each row, in order; the rows before ``start``
+    already have theirs (rows appended to an open-ended task), and their hashes count as occurrences."""
+    rows = list(rows)
+    seen: Counter[str] = Counter(r.hash for r in rows[:start])
+    for row in rows[start:]:
         row.hash = content_hash(row.inputs, row.expected)
         if by_id:
             row.key = f"id:{row.id}"

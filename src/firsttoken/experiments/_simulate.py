@@ -22,16 +22,21 @@ import numpy as np
 from ._confseq import decide, diff_cs, pair_alpha, z_interval
 
 
+def outcomes(rng: np.random.Generator, acc: list[float], rho: float, sims: int, rows: int) -> np.ndarray:
+    """0/1 outcomes [sims, rows, arms]: arm a right with probability acc[a]; with probability ``rho`` an arm's
+    outcome on a row comes from the row's shared draw, so outcomes correlate across arms."""
+    shared = rng.random((sims, rows, 1))
+    own = rng.random((sims, rows, len(acc)))
+    use_shared = rng.random((sims, rows, len(acc))) < rho
+    return (np.where(use_shared, shared, own) < np.asarray(acc, dtype=float)).astype(np.float32)
+
+
 def simulate(acc: list[float], cost: list[float], margin: float = 0.02, alpha: float = 0.05, rho: float = 0.5,
              sims: int = 2000, max_rows: int = 2000, round_rows: int = 10, seed: int = 0,
              method: str = "cs") -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
     k = len(acc)
     p = np.asarray(acc, dtype=float)
-    shared = rng.random((sims, max_rows, 1))
-    own = rng.random((sims, max_rows, k))
-    use_shared = rng.random((sims, max_rows, k)) < rho
-    x = (np.where(use_shared, shared, own) < p).astype(np.float32)  # [sims, rows, arms]
+    x = outcomes(np.random.default_rng(seed), acc, rho, sims, max_rows)
     looks = np.arange(round_rows, max_rows + 1, round_rows) - 1  # the row index at each look
     a_pair = pair_alpha(alpha, k)
     pairs = list(combinations(range(k), 2))

@@ -62,9 +62,10 @@ class Task:
         """An open-ended task's first ``n`` rows (drawn now where not yet drawn; the same rows every time)."""
         if self.source is None:
             return self.all_rows[:n]
-        if len(self.all_rows) < n:
-            self.all_rows += [self.source(i) for i in range(len(self.all_rows), n)]
-            _identity.assign_keys(self.all_rows, self.keyed_by_id)
+        had = len(self.all_rows)
+        if had < n:
+            self.all_rows += [self.source(i) for i in range(had, n)]
+            _identity.assign_keys(self.all_rows, self.keyed_by_id, start=had)  # the new rows only
         return self.all_rows[:n]
 
     def definition(self) -> dict[str, Any]:
