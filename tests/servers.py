@@ -44,9 +44,10 @@ def start_llama_server(model_path: str) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_stub(reply: str, reasoning: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_stub(reply: str, reasoning: str | None = None, record: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     extra = ["--reasoning", reasoning] if reasoning is not None else []
+    extra += ["--record", str(record)] if record is not None else []
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "stub_openai_server.py"), "--port", str(port),
                              "--reply", reply, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     proc.stdout.readline()  # "listening on ..."
@@ -153,3 +154,31 @@ class FaultProxy:
                 head, _, body = response.partition(b"\r\n\r\n")
                 response = head + b"\r\n\r\n" + body[: len(body) // 2]
             conn.sendall(response)
+
+
+def llama_server_binary() -> str:
+    """llama.cpp's own server, built by `make test` (scripts/build_llama_server.sh, cached per llama-cpp-python
+    version). Missing, it fails the test with the command that builds it: these tests never skip."""
+    import os
+    import shutil
+
+    path = os.environ.get("FIRSTTOKEN_LLAMA_SERVER")
+    if not path:
+        out = subprocess.run(["bash", str(ROOT / "scripts" / "build_llama_server.sh"), sys.executable],
+                             capture_output=True, text=True, timeout=1800)
+        if out.returncode != 0:
+            raise RuntimeError(f"cannot build llama-server: {out.stderr[-800:]}")
+        path = out.stdout.strip().splitlines()[-1]
+    if not shutil.which(path):
+        raise RuntimeError(f"llama-server not found at {path}: run `make test`, or set FIRSTTOKEN_LLAMA_SERVER")
+    return path
+
+
+def start_llama_cpp_server(model_path: str, parallel: int = 1) -> tuple[subprocess.Popen, str]:
+    """llama.cpp's llama-server on loopback (not llama-cpp-python's server): GBNF in a `grammar` field."""
+    port = free_port()
+    proc = subprocess.Popen([llama_server_binary(), "-m", model_path, "--host", "127.0.0.1", "--port", str(port),
+                             "-c", str(4096 * parallel), "-np", str(parallel), "-t", "2", "--no-webui",
+                             "--seed", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/health", proc)
+    return proc, f"http://127.0.0.1:{port}"

@@ -321,8 +321,8 @@ def test_9_a_server_that_rejects_json_schema_stops_the_run_at_once_naming_the_mo
         res = cli(*eval_args(fours(tmp_path / "f.jsonl", 10), "-m", f"openai:smol@{proxy.url}/v1?concurrency=1",
                              "--layouts", "direct"), cwd=tmp_path)
         line = one_line(res.stderr)
-        assert res.returncode == 1 and "the server rejects response_format 'json_schema' (HTTP 500" in line
-        assert "schema_mode= with json_object" in line
+        assert res.returncode == 1 and "the server rejects schema_mode 'json_schema' (HTTP 500" in line
+        assert "try ?schema_mode=json_object" in line
         assert proxy.log == ["ok"]  # one request: no retries, no further rows
     finally:
         proxy.close()

@@ -17,9 +17,9 @@ PINS = {
     'direct/json': (1, 'd0e395cceeb4841b'),
     'direct/fields': (1, 'a70e2ffe613060f5'),
     'answer_then_explain/json': (1, '8f8aa4daddc916fb'),
-    'answer_then_explain/fields': (1, 'b37b30b52bac7a9b'),
+    'answer_then_explain/fields': (2, '44ea8367f074c629'),
     'thoughts_first/json': (1, '368ac016dcc3a6de'),
-    'thoughts_first/fields': (1, '6d094cb77196b81e'),
+    'thoughts_first/fields': (2, 'b7ddba44c086ab85'),
     'think_then_answer/json': (1, '633be009817ad9ce'),
     'work_then_answer/lines': (1, '87e008656fb679dd'),
 }

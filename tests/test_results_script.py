@@ -54,8 +54,8 @@ def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
     assert "work_then_answer: forced 66.7% (0 parse failures)" in text
     assert "thoughts_first: budget 0: 66.7%" in text and "budget 64: 66.7%" in text
     # all equal: the cheapest arm is proven within the margin, and the document says why
-    assert (f"Recommendation: **{MODEL} direct**, because {MODEL} direct is the cheapest arm") in text
-    assert f"| {MODEL} | five | 21/21 | **66.7%** | **66.7%** | **66.7%** | **66.7%** | **66.7%** | direct |" in text
+    assert (f"Recommendation: **{MODEL} direct [script]**, because {MODEL} direct [script] is the cheapest arm") in text
+    assert f"| {MODEL} | five | 21/21 | **66.7%** | **66.7%** | **66.7%** | **66.7%** | **66.7%** | direct [script] |" in text
     assert "## Not yet run" in text and "- not-run-model / five" in text
     assert "Incomplete" not in text
 
@@ -87,7 +87,7 @@ def test_label_tasks_get_confusions_and_whether_the_reasoning_named_the_right_la
                                                        "store": "labels", "layouts": ["direct", "thoughts_first"]}})
     assert results.run(results.slices.MODELS, ["labels"]) == 0
     text = results.render()
-    assert "direct: 6 wrong; most common (expected → answered): furniture → beauty (6)." in text
+    assert "direct [script]: 6 wrong; most common (expected → answered): furniture → beauty (6)." in text
     assert "In 3 of the 6 wrong replies the reasoning names the expected label" in text
 
 
@@ -102,7 +102,7 @@ def test_verify_reruns_a_slice_into_a_fresh_store_and_finds_rows_that_differ(res
     assert results.verify(MODEL, "five", limit=4) == 1
     out = capsys.readouterr().out
     assert "19 of 20 rows reproduced exactly" in out and "1 differ in outcome or answer." in out
-    assert "direct row 1: committed correct {\"answer\": 1}, rerun wrong {\"answer\": 1}" in out
+    assert "direct [script] row 1: committed correct {\"answer\": 1}, rerun wrong {\"answer\": 1}" in out
     with sqlite3.connect(tmp_path / "results" / MODEL / "sums.db") as con:  # only the reply's wording differs
         con.execute("UPDATE results SET outcome = 'wrong', raw = raw || ' ' WHERE row_key = "
                     "(SELECT key FROM rows ORDER BY position LIMIT 1) AND arm_id = "
@@ -110,4 +110,4 @@ def test_verify_reruns_a_slice_into_a_fresh_store_and_finds_rows_that_differ(res
     assert results.verify(MODEL, "five", limit=4) == 0
     out = capsys.readouterr().out
     assert "1 with the same outcome and answer but different text; 0 differ in outcome or answer." in out
-    assert "direct row 1: same outcome and answer, reply text first differs at character" in out
+    assert "direct [script] row 1: same outcome and answer, reply text first differs at character" in out

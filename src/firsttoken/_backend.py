@@ -6,7 +6,9 @@
     ├── generate(request) -> Generation
     ├── generate_batch(requests)     yields (index, Generation | FirstTokenError) as each request finishes,
     │                                in whatever order they finish
-    └── count_tokens(text) -> int
+    ├── count_tokens(text) -> int
+    └── enforced(constraint)         optional: what of the constraint the backend enforces, by name
+                                     ("llguidance", a server's schema mode), or None: prompt-only
 
 ``BackendBase`` gives the defaults: ``generate_batch`` runs the requests one at a time in order, or on a
 pool of ``concurrency`` threads (the one concurrency implementation every backend shares); ``count_tokens``
@@ -86,6 +88,16 @@ class BackendBase:
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
+
+    def enforced(self, constraint: Constraint | None) -> str | None:
+        """None: a backend that does not say what it enforces is taken to enforce nothing (prompt-only)."""
+        return None
+
+
+def enforcement(backend: Backend, constraint: Constraint | None) -> str | None:
+    """What ``backend`` enforces of ``constraint``: a name, or None (nothing is enforced: prompt-only)."""
+    method = getattr(backend, "enforced", None)
+    return method(constraint) if constraint is not None and method is not None else None
 
 
 def call(backend: Backend, request: Request) -> Generation:

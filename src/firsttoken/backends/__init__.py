@@ -6,7 +6,8 @@
 ``--model`` spec: ``NAME:REST`` goes to the backend registered as ``NAME`` with a spec parser; a spec
 without a registered prefix goes to the default backend (local models: packaged names and ``.gguf`` paths).
 ``model_key(spec)`` is a spec's identity (what can change a reply); ``check_spec(spec)`` names a bad spec
-before any model is loaded. Built-in backends register below through the same call a plugin uses, one
+before any model is loaded; ``spec_enforcement(spec, constraint)`` says what the spec's backend would
+enforce of a constraint, also without loading a model. Built-in backends register below through the same call a plugin uses, one
 line each; heavy libraries (llama_cpp, openai) are imported only when a backend is built.
 """
 
@@ -32,6 +33,7 @@ class _Entry:
     check: Callable[[str], Any] | None
     default: bool
     rows_at_once: str | None  # the spec option that sets how many rows run at once
+    enforced: Callable[[str, Any], str | None] | None  # (REST, constraint) -> what is enforced, None: nothing
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -39,12 +41,15 @@ _REGISTRY: dict[str, _Entry] = {}
 
 def register_backend(name: str, factory: Callable[..., Backend], *, from_spec: Callable[[str], Backend] | None = None,
                      key: Callable[[str], str] | None = None, check: Callable[[str], Any] | None = None,
-                     default: bool = False, rows_at_once: str | None = None) -> None:
+                     default: bool = False, rows_at_once: str | None = None,
+                     enforced: Callable[[str, Any], str | None] | None = None) -> None:
     """``factory(**kwargs)`` builds the backend. With ``from_spec``, ``--model NAME:REST`` builds it from
     REST (``default=True``: also every spec without a registered prefix, given whole). ``key(REST)`` is a
     spec's identity (default: REST itself); ``check(REST)`` validates cheaply (default: ``from_spec``);
-    ``rows_at_once`` names the spec's ``?option=N`` that ``--parallel N`` sets."""
-    _REGISTRY[name] = _Entry(factory, from_spec, key, check, default, rows_at_once)
+    ``rows_at_once`` names the spec's ``?option=N`` that ``--parallel N`` sets; ``enforced(REST,
+    constraint)`` names what the backend enforces of a constraint (default: nothing, so its arms are
+    labelled prompt-only)."""
+    _REGISTRY[name] = _Entry(factory, from_spec, key, check, default, rows_at_once, enforced)
 
 
 def build_backend(name: str, **kwargs: Any) -> Backend:
@@ -87,6 +92,12 @@ def check_spec(spec: str) -> None:
     (entry.check or entry.from_spec)(rest)  # type: ignore[misc]
 
 
+def spec_enforcement(spec: str, constraint: Any) -> str | None:
+    """What the backend a spec names enforces of ``constraint`` (None: nothing), without building it."""
+    _, entry, rest = _entry(spec)
+    return entry.enforced(rest, constraint) if constraint is not None and entry.enforced else None
+
+
 def with_parallel(spec: str, n: int) -> str:
     """``spec`` running ``n`` rows at once (``--parallel``), where its backend can and the spec does not say."""
     _, entry, _ = _entry(spec)
@@ -105,12 +116,13 @@ def model_key(spec: str) -> str:
     return key if rest == spec else f"{name}:{key}"
 
 
-register_backend("scripted", Scripted, from_spec=scripted.from_spec)
+register_backend("scripted", Scripted, from_spec=scripted.from_spec, enforced=scripted.enforced_by_spec)
 register_backend("openai", OpenAICompatible, from_spec=openai_compat.from_spec, key=openai_compat.spec_key,
-                 rows_at_once="concurrency")
+                 rows_at_once="concurrency", enforced=lambda rest, c: openai_compat.from_spec(rest).enforced(c))
 register_backend("llamacpp", LlamaCpp, from_spec=llamacpp.from_spec, key=llamacpp.spec_key,
-                 check=llamacpp.check_spec, default=True, rows_at_once="parallel")
+                 check=llamacpp.check_spec, default=True, rows_at_once="parallel",
+                 enforced=lambda rest, c: "llguidance")
 
 __all__ = ["Backend", "BackendBase", "Generation", "LlamaCpp", "Messages", "OpenAICompatible", "Request", "Scripted",
            "backend_names", "build_backend", "check_spec", "estimate_tokens", "model_key", "register_backend",
-           "resolve", "spec_prefixes", "with_parallel"]
+           "resolve", "spec_enforcement", "spec_prefixes", "with_parallel"]

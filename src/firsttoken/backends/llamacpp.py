@@ -81,6 +81,9 @@ class LlamaCpp(BackendBase):
 
     name = "llamacpp"
 
+    def enforced(self, constraint: Constraint | None) -> str | None:
+        return "llguidance" if constraint is not None else None
+
     def __init__(self, model_path: str | os.PathLike | None = None, *, llm: Any = None, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0, verbose: bool = False, label: str | None = None,
                  parallel: int = 1, **llama_kwargs: Any):

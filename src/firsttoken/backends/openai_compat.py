@@ -10,10 +10,18 @@ message, a repr or a store; keyless local servers get a placeholder (the client 
 Server-side constraints (``schema_mode``), because servers differ:
   json_schema   response_format={"type": "json_schema", ...}      OpenAI, vLLM, SGLang, Ollama
   json_object   response_format={"type": "json_object", "schema"}  llama-cpp-python's server
-  grammar       a GBNF ``grammar`` field                           llama.cpp's own server
+  gbnf          the layout's GBNF in ``grammar``                    llama.cpp's llama-server
+  lark          the layout's Lark (llguidance)                      vLLM (guidance), SGLang (llguidance)
+  ebnf          the layout's GBNF as xgrammar EBNF                  vLLM, SGLang (xgrammar)
+  grammar       the JSON Schema converted to GBNF, in ``grammar``   llama-server (before gbnf; kept for stores)
   none          no constraint: parse only
-Layouts whose reply is not one JSON object (fields syntax, think_then_answer, work_then_answer) send none.
-A server cannot close a reasoning region early: the thinking budget only bounds ``max_tokens``.
+``lark`` and ``ebnf`` go in vLLM's ``structured_outputs.grammar``, or with ``engine="sglang"`` in SGLang's
+``ebnf`` field (Lark prefixed ``%llguidance {}``). The JSON modes carry only layouts whose reply is one
+JSON object; the grammar modes carry every built-in layout. ``enforced(constraint)`` says what a request
+carries; an arm that asked for a constraint the mode cannot carry is labelled ``prompt-only``.
+A server cannot close a reasoning region early, so a grammar bounds it: at most ``CHARS_PER_TOKEN`` x the
+thinking budget characters, and ``max_tokens`` leaves room for all of them (a token is at least one
+character) plus the answer. Under the JSON modes only ``max_tokens`` bounds it.
 Reasoning delivered apart (``reasoning_content`` / ``reasoning``) or as a leading ``<think>`` block is split
 off before parsing; its token count comes from ``completion_tokens_details.reasoning_tokens`` when the
 server reports it, otherwise it is estimated (and marked so).
@@ -36,7 +44,10 @@ from .._options import GenerateOptions
 from .._text import redact
 from ..layouts import Constraint
 
-SCHEMA_MODES = ("json_schema", "json_object", "grammar", "none")
+SCHEMA_MODES = ("json_schema", "json_object", "gbnf", "lark", "ebnf", "grammar", "none")
+GRAMMAR_MODES = {"gbnf": "gbnf", "lark": "lark", "ebnf": "gbnf"}  # mode -> the layout's grammar dialect
+ENGINES = ("vllm", "sglang")  # where lark and ebnf go
+CHARS_PER_TOKEN = 4  # a server-side region's bound, in characters per token of thinking budget
 _PLACEHOLDER_KEY = "sk-no-key-needed"
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
 
@@ -55,12 +66,15 @@ class OpenAICompatible(BackendBase):
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
                  client: Any = None, schema_mode: str = "json_schema", concurrency: int = 4, max_retries: int = 4,
                  backoff: float = 0.5, max_backoff: float = 30.0, unreachable_after: float = 120.0,
-                 deadline: float = 300.0, label: str | None = None, extra_body: dict | None = None):
+                 deadline: float = 300.0, label: str | None = None, extra_body: dict | None = None,
+                 engine: str = "vllm"):
         if schema_mode not in SCHEMA_MODES:
             raise ConfigError(f"unknown schema_mode {schema_mode!r}", hint=f"use one of: {', '.join(SCHEMA_MODES)}")
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)} (for lark and ebnf)")
         if concurrency < 1 or max_retries < 0:
             raise ConfigError("concurrency must be >= 1 and max_retries >= 0")
-        self.base_url, self.model, self.schema_mode = base_url, model, schema_mode
+        self.base_url, self.model, self.schema_mode, self.engine = base_url, model, schema_mode, engine
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff, self.max_backoff, self.unreachable_after = backoff, max_backoff, unreachable_after
         self.timeout, self.extra_body, self.deadline = timeout, dict(extra_body or {}), deadline
@@ -81,21 +95,50 @@ class OpenAICompatible(BackendBase):
         return f"OpenAICompatible({self.label!r}, schema_mode={self.schema_mode!r})"
 
     # --- request ----------------------------------------------------------------------------------
+    def enforced(self, constraint: Constraint | None) -> str | None:
+        """The schema_mode a request with this constraint carries, or None: nothing is sent (prompt-only)."""
+        if constraint is None or self.schema_mode == "none":
+            return None
+        if self.schema_mode in GRAMMAR_MODES:
+            return self.schema_mode if constraint.grammar is not None else None
+        return self.schema_mode if constraint.json_schema is not None else None
+
+    @staticmethod
+    def enforced_in(kwargs: dict[str, Any]) -> bool:
+        extra = kwargs.get("extra_body") or {}
+        return bool(kwargs.get("response_format") or {"grammar", "ebnf", "structured_outputs"} & set(extra))
+
+    def region_bound(self, options: GenerateOptions) -> int:
+        """The most characters a grammar lets the reasoning region hold."""
+        return CHARS_PER_TOKEN * options.max_thinking_tokens
+
     def request(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions) -> dict[str, Any]:
         """The keyword arguments of one chat.completions.create call."""
-        max_tokens = options.max_answer_tokens + (options.max_thinking_tokens if constraint is None or
-                                                  constraint.region is not None else 0)
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+        mode = self.enforced(constraint)
+        region = constraint is None or constraint.region is not None
+        thinking = self.region_bound(options) if mode in GRAMMAR_MODES and region else \
+            options.max_thinking_tokens if region else 0
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
+                                  "max_tokens": options.max_answer_tokens + thinking,
                                   "temperature": options.temperature, "top_p": options.top_p, "seed": options.seed}
         extra = dict(self.extra_body)
-        schema = constraint.json_schema if constraint is not None else None
-        if schema is not None and self.schema_mode == "json_schema":
-            kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": "reply", "schema": schema, "strict": True}}
-        elif schema is not None and self.schema_mode == "json_object":
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
-        elif schema is not None and self.schema_mode == "grammar":
-            extra["grammar"] = _gbnf(schema)
+        if mode == "json_schema":
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": constraint.json_schema, "strict": True}}
+        elif mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object", "schema": constraint.json_schema}
+        elif mode == "grammar":
+            extra["grammar"] = _gbnf(constraint.json_schema)
+        elif mode is not None:
+            text = constraint.grammar(GRAMMAR_MODES[mode], self.region_bound(options))
+            if mode == "lark":
+                text = "%llguidance {}\n" + text
+            if mode == "gbnf":
+                extra["grammar"] = text
+            elif self.engine == "sglang":
+                extra["ebnf"] = text
+            else:
+                extra["structured_outputs"] = {"grammar": text}
         if extra:
             kwargs["extra_body"] = extra
         return kwargs
@@ -141,10 +184,9 @@ class OpenAICompatible(BackendBase):
         except openai.APIStatusError as e:
             status = e.status_code
             body = redact(_safe_body(e), self._secrets)
-            if status in (400, 422, 500) and kwargs.get("response_format") and _SCHEMA_REFUSED.search(body):
-                raise ConfigError(f"{self.label}: the server rejects response_format "
-                                  f"{kwargs['response_format']['type']!r} (HTTP {status}: {body[:160]})",
-                                  hint=_schema_hint(self.schema_mode)) from None
+            if status in (400, 422, 500) and self.enforced_in(kwargs) and _SCHEMA_REFUSED.search(body):
+                raise ConfigError(f"{self.label}: the server rejects schema_mode {self.schema_mode!r} "
+                                  f"(HTTP {status}: {body[:160]})", hint=_schema_hint(self.schema_mode)) from None
             if status == 429 or status >= 500:
                 raise _Retry(f"HTTP {status}", wait=_retry_after(e.response)) from None
             if status == 400 and re.search(r"context|too long|exceed", body, re.I):
@@ -199,13 +241,18 @@ def _gbnf(schema: dict) -> str:
 
 # A server that refuses the response_format itself (422; llama-cpp-python's server: 500 with a validation
 # error naming response_format): retrying cannot help, another schema_mode can.
-_SCHEMA_REFUSED = re.compile(r"response_format|json_schema|json_object", re.I)
+_SCHEMA_REFUSED = re.compile(r"response_format|json_schema|json_object|grammar|ebnf|structured_outputs|lark", re.I)
 
 
 def _schema_hint(mode: str) -> str:
-    others = {"json_schema": "json_object (llama-cpp-python's server) or grammar (llama.cpp's llama-server)",
-              "json_object": "json_schema (vLLM, SGLang, Ollama, OpenAI) or grammar (llama.cpp's llama-server)"}
-    return f"add ?schema_mode= with {others.get(mode, 'json_schema or json_object')}, or none for no constraint"
+    return {"json_schema": "try ?schema_mode=json_object (llama-cpp-python's server) or gbnf (llama.cpp's llama-server)",
+            "json_object": "try ?schema_mode=json_schema (vLLM, SGLang, Ollama, OpenAI) or gbnf (llama-server)",
+            "gbnf": "gbnf is for llama.cpp's llama-server; vLLM and SGLang take lark or ebnf",
+            "lark": "start vLLM with --structured-outputs-config.backend guidance, or SGLang with --grammar-backend "
+                    "llguidance and add &engine=sglang; or try ?schema_mode=ebnf",
+            "ebnf": "vLLM and SGLang take ebnf with their default xgrammar backend (SGLang: add &engine=sglang); "
+                    "llama-server takes gbnf"}.get(mode, "try another ?schema_mode (see the README's engine table), "
+                                                        "or none for no constraint")
 
 
 def _retry_after(response: Any) -> float | None:
@@ -237,7 +284,7 @@ def _hint_for(status: int) -> str:
 
 
 # --- `--model openai:MODEL@URL[?options]` ----------------------------------------------------------------
-SPEC_OPTIONS = {"schema_mode": str, "concurrency": int, "api_key_env": str, "timeout": float,
+SPEC_OPTIONS = {"schema_mode": str, "engine": str, "concurrency": int, "api_key_env": str, "timeout": float,
                 "max_retries": int, "unreachable_after": float, "deadline": float}
 # Options that change how a reply is fetched, never what it says: not part of a model's identity.
 FETCH_ONLY = {"concurrency", "api_key_env", "timeout", "max_retries", "unreachable_after", "deadline"}
@@ -264,10 +311,10 @@ def parse_spec(rest: str) -> tuple[str, str, dict[str, Any]]:
 
 def spec_key(rest: str) -> str:
     """The identity of ``MODEL@URL[?options]``: fetch-only options and URL user-info are left out;
-    ``schema_mode`` stays when it is not the default."""
+    ``schema_mode`` and ``engine`` stay when they are not the default."""
     model, base, options = parse_spec(rest)
     kept = {k: v for k, v in sorted(options.items()) if k not in FETCH_ONLY
-            and not (k == "schema_mode" and v == "json_schema")}
+            and not (k == "schema_mode" and v == "json_schema") and not (k == "engine" and v == "vllm")}
     return f"{model}@{_public(base)}" + (f"?{urlencode(kept)}" if kept else "")
 
 

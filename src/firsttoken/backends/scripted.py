@@ -4,6 +4,9 @@ Registered and built like every other backend; ``--model scripted:module:functio
 the messages. It ignores the constraint (it is not a model) and estimates token counts
 (``estimated=True``). A reply that is an exception instance is raised, so tests can script backend
 failures; ``delay`` sleeps before each reply, for a slow model.
+Since it applies no constraint, its arms are labelled prompt-only, unless the caller declares what holds
+the replies (``enforces="script"``, or an ``enforces`` attribute on the script function): for tests of
+code that treats constrained and prompt-only arms differently.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ class Scripted(BackendBase):
     name = "scripted"
 
     def __init__(self, replies: Iterable[Reply] | Callable[[Messages], Reply], *, delay: float = 0.0,
-                 label: str = "scripted"):
+                 label: str = "scripted", enforces: str | None = None):
         self.label = label
+        self.enforces = enforces if enforces is not None else getattr(replies, "enforces", None)
         self._fn = replies if callable(replies) else None
         self._replies = None if callable(replies) else list(replies)
         self.delay = delay
         self.calls: list[Messages] = []
+
+    def enforced(self, constraint: object) -> str | None:
+        return self.enforces if constraint is not None else None
 
     def generate(self, request: Request) -> Generation:
         messages, on_text = request.messages, request.on_text
@@ -61,7 +68,14 @@ class Scripted(BackendBase):
 
 def from_spec(rest: str) -> Scripted:
     """``module:function`` (``function(messages) -> reply text``)."""
+    return Scripted(_function(rest), label=f"scripted:{rest}")
+
+
+def enforced_by_spec(rest: str, constraint: object) -> str | None:
+    return getattr(_function(rest), "enforces", None) if constraint is not None else None
+
+
+def _function(rest: str) -> Callable[[Messages], Reply]:
     from .._imports import import_object
 
-    return Scripted(import_object(rest, "model scripted:", "--model scripted:mytests.fake:reply"),
-                    label=f"scripted:{rest}")
+    return import_object(rest, "model scripted:", "--model scripted:mytests.fake:reply")

@@ -113,3 +113,24 @@ def call_hash(model: str, messages: list[dict], lark: str | None, options: Gener
     payload = json.dumps({"model": model, "messages": messages, "constraint": lark,
                           "options": options.model_dump()}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def enforced_by_spec(model: str, layout: str, syntax: str) -> tuple[str | None, bool]:
+    """What the backend of the model spec ``model`` enforces of a constrained (layout, syntax) arm, and
+    whether that can be told (False: ``model`` is not a spec, e.g. a backend object's label)."""
+    from .. import _models, _signature
+    from ..backends import spec_enforcement, spec_prefixes
+    from ..layouts import get_layout
+
+    class _Any(_signature.Signature):  # what is enforced depends on the layout, not on the fields
+        """-"""
+        question: str = _signature.InputField()
+        answer: str = _signature.OutputField()
+
+    local = model.partition("?")[0] in _models.CATALOGUE or model.partition("?")[0].endswith(".gguf")
+    if not (local or model.startswith(tuple(spec_prefixes()))):
+        return None, False
+    try:
+        return spec_enforcement(model, get_layout(layout, syntax).constraint(_Any)), True
+    except Exception:  # noqa: BLE001 - a spec that no longer parses, a layout no longer registered: unknown
+        return None, False

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import _types
-from .._backend import Backend
+from .._backend import Backend, enforcement
 from .._errors import BackendError, ConfigError, ParseError, UnreachableError
 from .._options import GenerateOptions
 from .._prediction import Prediction
 from .._predictor import Predictor, completed_many
 from .._text import redact
-from ..backends import check_spec, model_key, resolve
+from ..backends import check_spec, model_key, resolve, spec_enforcement
 from ..layouts import get_layout, layout_names
 from . import _identity, _metrics
 from ._cache import Cached
@@ -180,7 +180,7 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
                                "signature": task.signature.to_spec(), "demo_rows": demos or [],
                                "rows": len(task.all_rows), "keyed_by_id": task.keyed_by_id}, versions())
         for arm in arms:
-            db.add_arm(arm.record())
+            db.add_arm({**arm.record(), "enforced": _enforced(arm, task.signature, backends[arm.model])})
         if until_decided:
             return _until_decided(task, arms, db, backends, margin, alpha, max_rows, max_tokens, seed, limit, sample,
                                   progress, run_id)
@@ -192,6 +192,12 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
         return summarize(db, task.name, [a.id for a in arms], {r.key for r in rows}, margin, seed)
     finally:
         db.close()
+
+
+def _enforced(arm: Arm, signature: type, backend: Backend | str) -> str | None:
+    """What the arm's backend enforces of its constraint (None: nothing, prompt-only), before any call."""
+    constraint = get_layout(arm.layout, arm.syntax).constraint(signature) if arm.constrained else None
+    return spec_enforcement(backend, constraint) if isinstance(backend, str) else enforcement(backend, constraint)
 
 
 def _until_decided(task: Task, arms: list[Arm], db: Store, backends: dict[str, Backend | str], margin: float,

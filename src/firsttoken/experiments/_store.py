@@ -35,6 +35,23 @@ def _m003_identity(db: sqlite3.Connection) -> None:
     _migrate_m003.run(db)
 
 
+def _m004_enforced(db: sqlite3.Connection) -> None:
+    """Each arm records what its backend enforced: ``llguidance``, a server's schema mode, or NULL with
+    ``constrained`` set: nothing was sent (prompt-only). Arms stored before are filled in from their model
+    spec, layout and syntax (what the same spec enforces today); an arm whose model is not a spec (a
+    backend object passed from Python) stays NULL with a note in ``config``: unknown."""
+    db.execute("ALTER TABLE arms ADD COLUMN enforced TEXT")
+    for arm in db.execute("SELECT id, model, layout, syntax, constrained, config FROM arms").fetchall():
+        if not arm[4]:
+            continue
+        enforced, known = _identity.enforced_by_spec(arm[1], arm[2], arm[3])
+        if known:
+            db.execute("UPDATE arms SET enforced = ? WHERE id = ?", (enforced, arm[0]))
+        else:
+            config = {**json.loads(arm[5] or "{}"), "enforced": "unknown (stored before m004_enforced)"}
+            db.execute("UPDATE arms SET config = ? WHERE id = ?", (json.dumps(config), arm[0]))
+
+
 MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", """
         CREATE TABLE runs (id INTEGER PRIMARY KEY, started REAL, task TEXT, config TEXT, versions TEXT);
@@ -55,6 +72,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("m002_call_retries", """ALTER TABLE calls ADD COLUMN retries INTEGER DEFAULT 0;
                              ALTER TABLE calls ADD COLUMN finish_reason TEXT DEFAULT 'stop';"""),
     ("m003_identity", _m003_identity),
+    ("m004_enforced", _m004_enforced),
 ]
 
 OUTCOMES = ("correct", "wrong", "parse_failure", "backend_error")
@@ -183,8 +201,12 @@ class Store:
         self.db.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config, default=str), run_id))
 
     def add_arm(self, arm: dict) -> None:
-        self.db.execute("INSERT OR IGNORE INTO arms VALUES (:id, :task, :model, :layout, :syntax, :constrained,"
-                        " :budget, :demos, :config)", {**arm, "config": json.dumps(arm.get("config", {}))})
+        """Record an arm; what it enforces follows from its identity, so a later run may fill it in."""
+        self.db.execute("INSERT INTO arms (id, task, model, layout, syntax, constrained, budget, demos, config, "
+                        "enforced) VALUES (:id, :task, :model, :layout, :syntax, :constrained, :budget, :demos, "
+                        ":config, :enforced) ON CONFLICT (id) DO UPDATE SET enforced = excluded.enforced, "
+                        "config = excluded.config",
+                        {"enforced": None, **arm, "config": json.dumps(arm.get("config", {}))})
 
     def set_rows(self, task: str, rows: list[Any]) -> None:
         """Make ``rows`` the task's current data, in this order (rows seen before stay, without a position)."""

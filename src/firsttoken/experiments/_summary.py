@@ -18,9 +18,27 @@ AXES = ("model", "layout", "syntax", "constrained", "budget")
 MIN_ROWS = 20  # fewer paired rows than this and the recommendation is "inconclusive", whatever the intervals say
 
 
+def enforcement(arm: dict) -> str:
+    """What an arm's replies were held to: ``unconstrained`` (asked for none), ``prompt-only`` (a constraint
+    was asked for, but the backend could not send it), ``unknown`` (stored before this was recorded), or
+    what enforced it: ``llguidance`` (in-process) or a server's schema mode (``gbnf``, ``lark``, ...)."""
+    if not arm["constrained"]:
+        return "unconstrained"
+    if arm.get("enforced"):
+        return arm["enforced"]
+    config = arm.get("config") or {}
+    if isinstance(config, str):
+        config = json.loads(config or "{}")
+    return "unknown" if "enforced" in config or "enforced" not in arm else "prompt-only"
+
+
 def arm_label(arm: dict) -> str:
+    """Model, layout, syntax, then what held the reply where it is not in-process llguidance: ``[gbnf]``,
+    ``prompt-only``, ``unconstrained``; then the budget and demos."""
     budget = "" if arm["budget"] is None else f" b{arm['budget']}"
-    mode = "" if arm["constrained"] else " unconstrained"
+    held = enforcement(arm)
+    mode = "" if held in ("llguidance", "unknown") else f" [{held}]" if arm["constrained"] and held != "prompt-only" \
+        else f" {held}"
     syntax = f"/{arm['syntax']}" if arm["syntax"] not in ("json", "lines") else ""
     demos = f" {arm['demos']}-shot" if arm.get("demos") else ""
     return f"{arm['model']} {arm['layout']}{syntax}{mode}{budget}{demos}"
@@ -38,6 +56,7 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
 
     row = {
         "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "demos": arm.get("demos", 0),
+        "enforced": enforcement(arm), "constrained": _held(arm),
         "n": n, "correct": correct, "accuracy": correct / n if n else 0.0, "ci_low": low, "ci_high": high,
         "accuracy_parsed": correct / parsed if parsed else 0.0, "parse_failures": n - parsed,
         "backend_errors": len(results) - n, "order_violations": sum(bool(r["order_violated"]) for r in answered),
@@ -52,6 +71,11 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
         f1, f1_low, f1_high = _stats.macro_f1_interval(expected, predicted, labels)
         row.update(macro_f1=f1, macro_f1_low=f1_low, macro_f1_high=f1_high)
     return row
+
+
+def _held(arm: dict) -> bool:
+    """Whether a constraint really held the replies: a prompt-only arm is compared as what it is."""
+    return bool(arm["constrained"]) and enforcement(arm) != "prompt-only"
 
 
 def _predicted(result: dict, output: str) -> str | None:
@@ -71,6 +95,7 @@ def paired_scores(res_a: list[dict], res_b: list[dict]) -> tuple[list[float], li
 
 def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 0) -> dict | None:
     """Paired difference a - b on the rows both answered, if the arms differ in exactly one axis."""
+    a, b = {**a, "constrained": _held(a)}, {**b, "constrained": _held(b)}  # prompt-only is not constrained
     differing = [k for k in AXES if a[k] != b[k]
                  and not (k == "budget" and (a[k] is None or b[k] is None))  # no region: no budget
                  and not (k == "syntax" and a["layout"] != b["layout"])]  # each layout has its own syntaxes

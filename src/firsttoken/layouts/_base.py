@@ -8,6 +8,7 @@ the backend can close that region itself (budget spent, or the model wants to st
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -49,11 +50,18 @@ class Region:
 
 @dataclass(frozen=True)
 class Constraint:
-    """Every valid reply of one (layout, syntax, signature)."""
+    """Every valid reply of one (layout, syntax, signature).
+
+    ``grammar(dialect, bound)``: the same replies for a server, which cannot close the region itself, so
+    the region holds at most ``bound`` characters: ``"lark"`` (llguidance: vLLM's guidance backend,
+    SGLang's llguidance backend) or ``"gbnf"`` (llama.cpp's llama-server; xgrammar's EBNF). None: the
+    layout has no server grammar (a user's layout that does not define ``server_grammar``).
+    """
 
     lark: str
     json_schema: dict | None  # for servers; None where the layout's reply is not one JSON object
     region: Region | None  # None: no reasoning region (e.g. ``direct``)
+    grammar: Callable[[str, int], str] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from typing import Any, ClassVar
 
 from .. import _types
+from . import _gbnf
 from .._signature import Signature
 from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, strip_fence, typed_outputs
 
@@ -24,6 +26,11 @@ _EXPLANATION_HELP = "a short explanation of the answer"
 
 def _marker(name: str) -> str:
     return f"[[ ## {name} ## ]]"
+
+
+def _repeat(bound: int | None) -> str:
+    """A Lark repetition: unbounded (the local backend closes the region) or at most ``bound``."""
+    return "*" if bound is None else f"{{0,{bound}}}"
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -47,8 +54,18 @@ class OrderedFieldsLayout(Layout):
     def has_reasoning(self) -> bool:
         return bool(self.before)
 
+    @property
+    def version(self) -> int:  # type: ignore[override]
+        """2: in the fields syntax, free text (thoughts, explanation) cannot hold another of the layout's
+        markers (the parser refused a reply the grammar allowed). The json syntax is unchanged."""
+        return 2 if self.syntax == "fields" and (self.before or self.after) else 1
+
     def _order(self, sig: type[Signature]) -> list[str]:
         return [*self.before, *sig.output_fields, *self.after]
+
+    def _markers(self, sig: type[Signature]) -> list[str]:
+        """Every marker the parser reads as a field's start."""
+        return [_marker(n) for n in [*self._order(sig), "completed"]]
 
     def _help(self, name: str, sig: type[Signature]) -> str:
         if name in self.before:
@@ -79,14 +96,16 @@ class OrderedFieldsLayout(Layout):
                 f"and then ending with the marker for `{_marker('completed')}`.")
 
     # --- constraint -------------------------------------------------------------------------------
-    def json_grammar(self, sig: type[Signature], g: _types.Grammar) -> tuple[str, Region | None]:
-        """The Lark expression of the reply's JSON object (its rules go into ``g``), and the reasoning region."""
+    def json_grammar(self, sig: type[Signature], g: _types.Grammar,
+                     bound: int | None = None) -> tuple[str, Region | None]:
+        """The Lark expression of the reply's JSON object (its rules go into ``g``), and the reasoning region
+        (at most ``bound`` characters; None: unbounded, the local backend closes it)."""
         region = None
         parts = []
         for i, name in enumerate(self._order(sig)):
             key = ("{" if i == 0 else ", ") + json.dumps(name) + ": "
             if name in self.before:
-                value = g.rule(name, f'/"{_types.JSON_CHAR}*"/')
+                value = g.rule(name, f'/"{_types.JSON_CHAR}{_repeat(bound)}"/')
                 region = Region(open=key + '"', end='"', close='"', json_string=True)
             elif name in self.after:
                 value = g.rule(name, f'/"{_types.JSON_CHAR}{{0,{EXPLANATION_MAX}}}"/')
@@ -96,25 +115,73 @@ class OrderedFieldsLayout(Layout):
         return " ".join(parts) + ' "}"', region
 
     def constraint(self, sig: type[Signature]) -> Constraint:
-        g = _types.Grammar()
-        order = self._order(sig)
-        region = None
+        lark, region = self._lark(sig, None)
+        schema = None
         if self.syntax == "json":
-            body, region = self.json_grammar(sig, g)
             props = {n: ({"type": "string"} if n in self.before + self.after
-                         else _types.json_schema(sig.output_fields[n].annotation)) for n in order}
-            return Constraint(g.render(body), _types.object_schema(props), region)
+                         else _types.json_schema(sig.output_fields[n].annotation)) for n in self._order(sig)}
+            schema = _types.object_schema(props)
+        return Constraint(lark, schema, region, grammar=partial(self.server_grammar, sig))
+
+    def server_grammar(self, sig: type[Signature], dialect: str, bound: int) -> str:
+        if dialect == "lark":
+            return self._lark(sig, bound)[0]
+        g = _gbnf.Gbnf()
+        return g.render(self.json_gbnf(sig, g, bound) if self.syntax == "json" else self._fields_gbnf(sig, g, bound))
+
+    def json_gbnf(self, sig: type[Signature], g: _gbnf.Gbnf, bound: int) -> str:
+        """The GBNF expression of the reply's JSON object, its reasoning string at most ``bound`` characters."""
+        parts = []
+        for i, name in enumerate(self._order(sig)):
+            key = _gbnf.literal(("{" if i == 0 else ", ") + json.dumps(name) + ": ")
+            if name in self.before + self.after:
+                value = _gbnf.json_string(g, name, bound if name in self.before else EXPLANATION_MAX)
+            else:
+                value = _gbnf.json_value(sig.output_fields[name].annotation, g, f"v-{name}")
+            parts.append(f"{key} {value}")
+        return " ".join(parts) + ' "}"'
+
+    def _fields_gbnf(self, sig: type[Signature], g: _gbnf.Gbnf, bound: int) -> str:
+        order = self._order(sig)
         parts = []
         for i, name in enumerate(order):
             head = ("" if i == 0 else "\n\n") + _marker(name) + "\n"
             nxt = _marker(order[i + 1]) if i + 1 < len(order) else _marker("completed")
+            if name in self.before + self.after:  # free text up to the next marker, holding no other
+                most = bound if name in self.before else EXPLANATION_MAX
+                others = tuple(m for m in self._markers(sig) if m != nxt)
+                parts.append(f"{_gbnf.literal(head)} {_gbnf.until(g, name, nxt, most, others)}")
+                if name in self.before:
+                    parts.append(_gbnf.literal("\n"))
+                continue
+            value = _gbnf.plain_value(sig.output_fields[name].annotation, g, f"v-{name}")
+            parts.append(value if i > 0 and order[i - 1] in self.before else f"{_gbnf.literal(head)} {value}")
+        if not self.after:
+            parts.append(_gbnf.literal("\n\n" + _marker("completed")))
+        return " ".join(parts)
+
+    def _lark(self, sig: type[Signature], bound: int | None) -> tuple[str, Region | None]:
+        g = _types.Grammar()
+        order = self._order(sig)
+        region = None
+        if self.syntax == "json":
+            body, region = self.json_grammar(sig, g, bound)
+            return g.render(body), region
+        parts = []
+        for i, name in enumerate(order):
+            head = ("" if i == 0 else "\n\n") + _marker(name) + "\n"
+            nxt = _marker(order[i + 1]) if i + 1 < len(order) else _marker("completed")
+            # Free text ends at the next marker and holds no other of the layout's markers (the parser
+            # takes each of them as a field's start, wherever it is).
+            others = "|".join(re.escape(m).replace("/", "\\/") for m in self._markers(sig) if m != nxt)
+            free = f" & ~/(.|\\n)*({others})(.|\\n)*/"
             if name in self.before:
-                value = g.rule(name, "/(.|\\n)*/", attrs=f"suffix={_types.lark_literal(nxt)}")
+                value = g.rule(name, f"/(.|\\n){_repeat(bound)}/{free}", attrs=f"suffix={_types.lark_literal(nxt)}")
                 region = Region(open=head, end=nxt, close="\n\n" + nxt)
                 parts.append(f"{_types.lark_literal(head)} {value} \"\\n\"")
                 continue
             if name in self.after:
-                value = g.rule(name, f"/(.|\\n){{0,{EXPLANATION_MAX}}}/",
+                value = g.rule(name, f"/(.|\\n){{0,{EXPLANATION_MAX}}}/{free}",
                                attrs=f"suffix={_types.lark_literal(nxt)}")
                 parts.append(f"{_types.lark_literal(head)} {value}")
                 continue
@@ -124,7 +191,7 @@ class OrderedFieldsLayout(Layout):
             parts.append(f"{_types.lark_literal(head)} {value}" if head else value)
         if not self.after:
             parts.append(_types.lark_literal("\n\n" + _marker("completed")))
-        return Constraint(g.render(" ".join(parts)), None, region)
+        return g.render(" ".join(parts)), region
 
     # --- render / parse ---------------------------------------------------------------------------
     def _values(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None,

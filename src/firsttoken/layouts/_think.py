@@ -6,13 +6,15 @@ Does not handle: nested ``<think>`` blocks (the first ``</think>`` ends the bloc
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from .. import _types
 from .._errors import ParseError
 from .._signature import Signature
+from . import _gbnf
 from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning
-from ._ordered import Direct
+from ._ordered import Direct, _repeat
 
 OPEN, CLOSE = "<think>", "</think>"
 
@@ -36,14 +38,25 @@ class ThinkThenAnswer(Layout):
                 + self._answer.format_instructions(sig, lead="The answer is"))
 
     def constraint(self, sig: type[Signature]) -> Constraint:
+        return Constraint(self._lark(sig, None), None, Region(open=OPEN, end=CLOSE, close="\n" + CLOSE),
+                          grammar=partial(self.server_grammar, sig))
+
+    def _lark(self, sig: type[Signature], bound: int | None) -> str:
         answer = _types.Grammar()
         body, _ = self._answer.json_grammar(sig, answer)
         g = _types.Grammar()
-        think = g.rule("think", "/(.|\\n)*/", attrs=f"suffix={_types.lark_literal(CLOSE)}")
+        think = g.rule("think", f"/(.|\\n){_repeat(bound)}/", attrs=f"suffix={_types.lark_literal(CLOSE)}")
         g.rule("answer", body)
         g.include(answer)
-        lark = g.render(f'{_types.lark_literal(OPEN)} {think} "\\n" answer')
-        return Constraint(lark, None, Region(open=OPEN, end=CLOSE, close="\n" + CLOSE))
+        return g.render(f'{_types.lark_literal(OPEN)} {think} "\\n" answer')
+
+    def server_grammar(self, sig: type[Signature], dialect: str, bound: int) -> str:
+        if dialect == "lark":
+            return self._lark(sig, bound)
+        g = _gbnf.Gbnf()
+        think = _gbnf.until(g, "think", CLOSE, bound)
+        answer = g.rule("answer", self._answer.json_gbnf(sig, g, bound))
+        return g.render(f"{_gbnf.literal(OPEN)} {think} {_gbnf.literal(chr(10))} {answer}")
 
     def render(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None = None,
                extras: dict[str, Any] | None = None) -> str:

@@ -9,11 +9,14 @@ Does not handle: multi-line answer values.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from .. import _types
 from .._signature import Signature
+from . import _gbnf
 from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, typed_outputs
+from ._ordered import _repeat
 
 MARK = "Answer:"
 
@@ -37,6 +40,10 @@ class WorkThenAnswer(Layout):
                 f"Then end your reply with the final answer, exactly like this:\n{last}")
 
     def constraint(self, sig: type[Signature]) -> Constraint:
+        return Constraint(self._lark(sig, None), None, Region(open="", end="\n" + MARK, close="\n" + MARK),
+                          grammar=partial(self.server_grammar, sig))
+
+    def _lark(self, sig: type[Signature], bound: int | None) -> str:
         g = _types.Grammar()
         fields = list(sig.output_fields.items())
         if len(fields) == 1:
@@ -44,8 +51,21 @@ class WorkThenAnswer(Layout):
         else:
             tail = " ".join(f'{_types.lark_literal(chr(10) + n + ": ")} '
                             f'{_types.plain_value_rule(f.annotation, g, f"v_{n}")}' for n, f in fields)
-        g.rule("work", "/(.|\\n)*/", attrs=f"suffix={_types.lark_literal(chr(10) + MARK)}")
-        return Constraint(g.render(f"work {tail}"), None, Region(open="", end="\n" + MARK, close="\n" + MARK))
+        g.rule("work", f"/(.|\\n){_repeat(bound)}/", attrs=f"suffix={_types.lark_literal(chr(10) + MARK)}")
+        return g.render(f"work {tail}")
+
+    def server_grammar(self, sig: type[Signature], dialect: str, bound: int) -> str:
+        if dialect == "lark":
+            return self._lark(sig, bound)
+        g = _gbnf.Gbnf()
+        work = _gbnf.until(g, "work", "\n" + MARK, bound)
+        fields = list(sig.output_fields.items())
+        if len(fields) == 1:
+            tail = f'" " {_gbnf.plain_value(fields[0][1].annotation, g, f"v-{fields[0][0]}")}'
+        else:
+            tail = " ".join(f'{_gbnf.literal(chr(10) + n + ": ")} {_gbnf.plain_value(f.annotation, g, f"v-{n}")}'
+                            for n, f in fields)
+        return g.render(f"{work} {tail}")
 
     def render(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None = None,
                extras: dict[str, Any] | None = None) -> str:
