@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+from collections.abc import Callable
 
 import llguidance
 import pytest
@@ -24,13 +25,22 @@ _BYTES = llguidance.LLTokenizer("byte")
 REASONING = "Compare the words.\n\nBlank lines, <tags>, [[ brackets ]], \"quotes\" and \\ are fine."
 
 
-def gbnf_accepts(gbnf: str, text: str) -> bool:
-    """llguidance reading the GBNF, byte by byte (a second engine besides llama-server's own)."""
+def gbnf_reader(gbnf: str) -> Callable[[str], bool]:
+    """llguidance reading the GBNF, byte by byte (a second engine besides llama-server's own): compiled once,
+    a function of the text."""
     grammar = llguidance.grammar_from("gbnf", gbnf)
     assert not llguidance.LLMatcher.validate_grammar(grammar, _BYTES)
     matcher = llguidance.LLMatcher(_BYTES, grammar, log_level=0)
-    tokens = _BYTES.tokenize_str(text)
-    return matcher.try_consume_tokens(tokens) == len(tokens) and matcher.is_accepting()
+
+    def accepts(text: str) -> bool:
+        matcher.reset()
+        tokens = _BYTES.tokenize_str(text)
+        return matcher.try_consume_tokens(tokens) == len(tokens) and matcher.is_accepting()
+    return accepts
+
+
+def gbnf_accepts(gbnf: str, text: str) -> bool:
+    return gbnf_reader(gbnf)(text)
 
 
 def reply(layout: ft.Layout, sig: type, reasoning: str) -> str:
@@ -70,19 +80,39 @@ def test_the_reasoning_cannot_contain_the_marker_that_ends_it(name, syntax):
     assert not gbnf_accepts(grammar, reply(layout, Products, f"first{region.end} then more"))
 
 
+@pytest.mark.parametrize("most", [200, 11])
 @pytest.mark.parametrize("marker", ["</think>", "\nAnswer:", "aab", "abab", "[[ ## x ## ]]"])
-def test_until_takes_exactly_the_texts_whose_first_marker_is_at_the_end(marker):
+def test_until_takes_exactly_the_texts_whose_first_marker_is_at_the_end_within_the_bound(marker, most):
     g = _gbnf.Gbnf()
-    grammar = g.render(_gbnf.until(g, "r", marker, 1000))
+    accepts = gbnf_reader(g.render(_gbnf.until(g, "r", marker, most)))
     alphabet = sorted(set(marker)) + ["z"]
-    rng = random.Random(0)
-    for _ in range(400):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9))) + (marker if rng.random() < .6 else "")
+    rng = random.Random(most)
+    seen = set()
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16))) + (marker if rng.random() < .6 else "")
         body = text[: -len(marker)] if text.endswith(marker) else None
-        # the text before the marker holds no marker and does not end in a part of one (the price of the bound)
+        # the text before the marker holds no marker, does not end in a part of one (the price of the bound),
+        # and costs at most the bound (runs of partial markers no longer than the marker)
         expected = body is not None and marker not in body and not any(marker.startswith(body[i:])
                                                                         for i in range(len(body)))
-        assert gbnf_accepts(grammar, text) == expected, repr(text)
+        price = _gbnf.cost(body, marker) if expected else None
+        expected = expected and price is not None and price <= most
+        seen.add(expected)
+        assert accepts(text) == expected, repr(text)
+    assert seen == {True, False}
+
+
+def test_the_cost_of_free_text_is_at_least_its_length_and_near_markers_pay_the_most():
+    marker, others = "[[ ## completed ## ]]", ("[[ ## explanation ## ]]",)
+    assert _gbnf.cost("plain words, no brackets", marker, others) == len("plain words, no brackets")
+    assert _gbnf.cost("a [b] c", marker, others) == 7  # "[b" is a two-character run
+    loop = "[[ ## explanation ## ] ]" * 3  # what SmolLM2 wrote once the exact marker was refused
+    assert _gbnf.cost(loop, marker, others) == 3 * (len(others[0]) + 1)  # a run "[[ ## explanation ## ] ", "]"
+    assert _gbnf.cost("x [[ ## explanation ## ]] y", marker, others) is None  # a forbidden marker
+    assert _gbnf.cost("[[[[[[[[[[[[[[[[[[[[[[[[[", marker, others) is None  # a run longer than any marker
+    for text in ["", "a\nb", "[[ ## completed ## ] x", "x[" * 40, "\n\n[[ # x"]:
+        price = _gbnf.cost(text, marker, others)
+        assert price is None or price >= len(text)
 
 
 # --- the exact request bodies, on a recording stub ------------------------------------------------------
@@ -193,3 +223,29 @@ def test_free_text_in_the_fields_syntax_holds_none_of_the_layouts_markers(name):
         assert check(grammar, ok) and not check(grammar, bad)
         with pytest.raises(ft.ParseError):
             layout.parse(Products, bad)
+
+
+def test_an_arm_enforced_by_our_gbnf_is_a_new_arm_when_that_grammar_changes(monkeypatch):
+    """A store never answers for a server arm with results an earlier GBNF enforced (its arm and its calls
+    carry the grammar's version); arms no GBNF enforces keep their identity whatever the version."""
+    from firsttoken.experiments import _identity
+    from firsttoken.experiments._runner import Arm
+
+    base = "openai:m@http://127.0.0.1:9/v1"
+    arms = {mode: Arm("t", f"{base}?schema_mode={mode}", "think_then_answer", "json", True, 64)
+            for mode in ("gbnf", "ebnf", "lark")}
+    local = Arm("t", "smollm2-135m", "think_then_answer", "json", True, 64)
+    options = GenerateOptions()
+    before = {k: Arm(**{f: getattr(a, f) for f in ("task", "model", "layout", "syntax", "constrained", "budget")}).id
+              for k, a in {**arms, "local": local}.items()}
+    calls = [_identity.call_hash("m", [], "lark", options, _identity.grammar_version(e)) for e in ("gbnf", "lark")]
+    assert arms["gbnf"].record()["config"]["server_grammar"] == f"gbnf-{_gbnf.VERSION}"
+    assert "server_grammar" not in local.record()["config"]
+    monkeypatch.setattr(_gbnf, "VERSION", _gbnf.VERSION + 1)
+    after = {k: Arm(**{f: getattr(a, f) for f in ("task", "model", "layout", "syntax", "constrained", "budget")}).id
+             for k, a in {**arms, "local": local}.items()}
+    assert before["gbnf"] != after["gbnf"] and before["ebnf"] != after["ebnf"]
+    assert before["lark"] == after["lark"] and before["local"] == after["local"]
+    now = [_identity.call_hash("m", [], "lark", options, _identity.grammar_version(e)) for e in ("gbnf", "lark")]
+    assert calls[0] != now[0] and calls[1] == now[1]
+    assert _identity.call_hash("m", [], "lark", options) == now[1]  # no GBNF: the hash as before this field

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from .._backend import Backend, BackendBase, Generation, Outcome, Request, call, guarded_batch
+from .._backend import Backend, BackendBase, Generation, Outcome, Request, call, enforcement, guarded_batch
 from . import _identity
 from ._store import Store
 
@@ -33,7 +33,8 @@ class Cached(BackendBase):
 
     def _hash(self, request: Request) -> str:
         lark = request.constraint.lark if request.constraint else None
-        return _identity.call_hash(self.model, request.messages, lark, request.options)
+        grammar = _identity.grammar_version(enforcement(self.inner, request.constraint))
+        return _identity.call_hash(self.model, request.messages, lark, request.options, grammar)
 
     def _stored(self, h: str) -> Generation | None:
         row = self.store.call(h)

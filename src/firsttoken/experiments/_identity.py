@@ -9,8 +9,10 @@
   metric's source code too). A store holds one definition per task name.
 * An **arm** is what changes its replies or their parsing: the model (without options that cannot change a
   reply, such as concurrency or retries), the layout and its version, the syntax, the constraint, the
-  thinking budget, the demos (their content) and the sampling options.
-* A **call** is the model, the messages as sent, the constraint and the options: its hash is the cache key.
+  thinking budget, the demos (their content) and the sampling options; on a server enforcing our GBNF
+  (``gbnf``, ``ebnf``), that grammar's version too (``server_grammar``).
+* A **call** is the model, the messages as sent, the constraint (with that GBNF version) and the options:
+  its hash is the cache key.
 
 Does not handle: a model file replaced under the same name or path (the name is the identity).
 """
@@ -97,9 +99,25 @@ def arm_options(constrained: bool, budget: int | None) -> GenerateOptions:
 
 
 def arm_fingerprint(task: str, model: str, layout: str, layout_version: int, syntax: str,
-                    options: GenerateOptions, demos: list[dict[str, Any]]) -> str:
-    return digest({"task": task, "model": model, "layout": layout, "version": layout_version, "syntax": syntax,
-                   "options": options.model_dump(), "demos": demos})[:10]
+                    options: GenerateOptions, demos: list[dict[str, Any]], server_grammar: str | None = None) -> str:
+    """``server_grammar``: the version of the GBNF a server enforces (``server_grammar``), where it does."""
+    parts = {"task": task, "model": model, "layout": layout, "version": layout_version, "syntax": syntax,
+             "options": options.model_dump(), "demos": demos}
+    if server_grammar:  # absent elsewhere, so that every other arm's fingerprint stays as it was
+        parts["server_grammar"] = server_grammar
+    return digest(parts)[:10]
+
+
+def server_grammar(model: str, layout: str, syntax: str, constrained: bool) -> str | None:
+    """``gbnf-N`` where the model spec's server enforces this arm with our GBNF (``gbnf``, ``ebnf``): N is
+    ``_gbnf.VERSION``, so that arms enforced by an earlier GBNF are not taken for this one's."""
+    return grammar_version(enforced_by_spec(model, layout, syntax)[0] if constrained else None)
+
+
+def grammar_version(enforced: str | None) -> str | None:
+    """``gbnf-N`` for what a backend enforces with our GBNF, else None."""
+    from ..layouts import _gbnf
+    return f"gbnf-{_gbnf.VERSION}" if enforced in ("gbnf", "ebnf") else None
 
 
 def arm_id(task: str, model: str, layout: str, syntax: str, constrained: bool, budget: int | None, n_demos: int,
@@ -109,9 +127,12 @@ def arm_id(task: str, model: str, layout: str, syntax: str, constrained: bool, b
                      "-" if budget is None else str(budget), f"{n_demos}shot"]) + f"#{fingerprint}"
 
 
-def call_hash(model: str, messages: list[dict], lark: str | None, options: GenerateOptions) -> str:
-    payload = json.dumps({"model": model, "messages": messages, "constraint": lark,
-                          "options": options.model_dump()}, sort_keys=True, default=str)
+def call_hash(model: str, messages: list[dict], lark: str | None, options: GenerateOptions,
+              server_grammar: str | None = None) -> str:
+    parts = {"model": model, "messages": messages, "constraint": lark, "options": options.model_dump()}
+    if server_grammar:  # as in arm_fingerprint
+        parts["server_grammar"] = server_grammar
+    payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -62,15 +62,21 @@ class Arm:
         return get_layout(self.layout, self.syntax).version
 
     @cached_property
+    def server_grammar(self) -> str | None:
+        return _identity.server_grammar(self.model, self.layout, self.syntax, self.constrained)
+
+    @cached_property
     def id(self) -> str:
         fp = _identity.arm_fingerprint(self.task, self.model, self.layout, self.layout_version, self.syntax,
-                                       self.options, json.loads(self.demo_rows))
+                                       self.options, json.loads(self.demo_rows), self.server_grammar)
         return _identity.arm_id(self.task, self.model, self.layout, self.syntax, self.constrained, self.budget,
                                 self.demos, fp)
 
     def record(self) -> dict[str, Any]:
         config = {"layout_version": self.layout_version, "options": self.options.model_dump(),
                   "demo_rows": json.loads(self.demo_rows)}
+        if self.server_grammar:
+            config["server_grammar"] = self.server_grammar
         fields = {k: v for k, v in asdict(self).items() if k != "demo_rows"}
         return {**fields, "id": self.id, "constrained": int(self.constrained), "config": config}
 

@@ -6,13 +6,13 @@ types); it is not a conversion of the Lark text, which uses llguidance-only lazy
 * ``json_value`` / ``plain_value``: the same values as ``_types.json_value_rule`` / ``plain_value_rule``.
 * ``until(marker, n, forbidden)``: free text that ends at the first ``marker`` (which it includes) and holds
   none of ``forbidden``. Without lazy lexemes, "text that does not contain the markers" is spelled out as
-  their matching automaton (Aho-Corasick):
-  a *chunk* is text that leaves the automaton's start state and returns to it; the marker follows as a
-  literal. ``chunk{0,n} marker`` bounds the region on a server, where nothing else can close it. The bound
-  counts chunks: one character each, except that a run of partial markers and the character that breaks
-  it (``<<a`` before ``</think>``; blank lines and the next letter before ``\\nAnswer:``) is one chunk.
-  Once the bound is reached only the marker is allowed, so a model cannot wander in partial markers there.
-  The price: the text cannot end in a partial marker just before the marker (``<</think>``).
+  their matching automaton (Aho-Corasick). On a server nothing else can close the region, so the grammar
+  bounds it: ``name-nK`` is text that costs at most K, a character costing 1 and a *run* (text that enters
+  a marker's start and comes back out, ``\nT`` or ``</t</x``) costing 2 when two characters long, else the
+  longest marker's length, which is also the longest a run may be. So the cost is at least the length in
+  characters, and a model cannot wander in partial markers (``[[ ## explanation ## ] ]``) past the bound.
+  The price: the text cannot end in a partial marker just before the marker (``<</think>``), a run longer
+  than the longest marker is refused, and near the bound only plain characters fit.
 
 Does not handle: ``.`` (xgrammar lacks it; negated classes are used instead).
 """
@@ -23,6 +23,10 @@ import json
 from typing import Any, get_args, get_origin
 
 from .. import _types
+
+# 2: free text is charged per character, a run of partial markers as the longest marker (1 counted chunks, a
+# run of any length as one, so near-copies of a marker outran the bound). Part of a server arm's identity.
+VERSION = 2
 
 _INT = '"-"? ("0" | [1-9] [0-9]{0,14})'
 # One JSON string character, as _types.JSON_CHAR: no quote, backslash or control character, or an escape.
@@ -139,32 +143,60 @@ def _automaton(markers: list[str]) -> tuple[dict[int, dict[str, int]], set[int],
     return delta, done, alphabet
 
 
+def _runs(markers: list[str]) -> tuple[dict[int, dict[str, int]], set[int], set[str], int]:
+    """The automaton of ``markers`` and the longest run it allows: one attempt at the longest marker and the
+    character that breaks it."""
+    delta, done, alphabet = _automaton(markers)
+    return delta, done, alphabet, max(len(m) for m in markers)
+
+
 def until(g: Gbnf, name: str, marker: str, most: int, forbidden: tuple[str, ...] = ()) -> str:
-    """Free text ending at the first ``marker`` (included), holding none of ``forbidden`` either, at most
-    ``most`` chunks before the marker."""
-    delta, done, alphabet = _automaton([marker, *forbidden])
-    for s in sorted(delta):  # back-S: from state S to the first return to state 0, completing no marker
-        if s == 0 or s in done:
-            continue
-        alts = [not_in({c for c in alphabet if delta[s][c] != 0})]
-        alts += [f"{literal(c)} {name}-back-{delta[s][c]}" for c in sorted(alphabet)
-                 if delta[s][c] != 0 and delta[s][c] not in done]
-        g.rules[f"{name}-back-{s}"] = " | ".join(alts)
-    starts = {c: delta[0][c] for c in alphabet if delta[0][c] != 0}
-    chunk = [not_in(set(starts))] + [f"{literal(c)} {name}-back-{t}" for c, t in sorted(starts.items())
-                                      if t not in done]
-    g.rules[f"{name}-chunk"] = " | ".join(chunk)
+    """Free text ending at the first ``marker`` (included), holding none of ``forbidden`` either, that costs
+    at most ``most`` before the marker (see ``cost``: at least its length in characters)."""
+    delta, done, alphabet, cap = _runs([marker, *forbidden])
+
+    def breaks(s: int) -> str:  # the characters that end a run in state s (back to the start state)
+        return not_in({c for c in alphabet if delta[s][c] != 0})
+
+    def back(s: int, d: int) -> str:  # in state s after d characters of a run, at most cap in all
+        rule = f"{name}-b{s}-{d}"
+        if rule not in g.rules:  # d grows along a run: no rule refers back to itself
+            alts = [breaks(s)] + [f"{literal(c)} {back(t, d + 1)}" for c in sorted(alphabet)
+                                  if (t := delta[s][c]) != 0 and t not in done and d + 2 <= cap]
+            g.rules[rule] = " | ".join(alts)
+        return rule
+
+    starts = {c: t for c in alphabet if (t := delta[0][c]) != 0 and t not in done}
+    plain = not_in({c for c in alphabet if delta[0][c] != 0})
+    short = " | ".join(f"{literal(c)} {breaks(t)}" for c, t in sorted(starts.items()))
+    long = " | ".join(f"{literal(c)} {literal(c2)} {back(t2, 2)}" for c, t in sorted(starts.items())
+                      for c2 in sorted(alphabet) if (t2 := delta[t][c2]) != 0 and t2 not in done and cap >= 3)
+    units = [(plain, 1)] + [(g.rule(f"{name}-short", short), 2)] * bool(short) + \
+        [(g.rule(f"{name}-long", long), cap)] * bool(long)
+    for k in range(1, most + 1):  # name-nK: text that costs at most K
+        alts = [f"{unit} {name}-n{k - c}" if k > c else unit for unit, c in units if c <= k]
+        g.rules[f"{name}-n{k}"] = "(" + " | ".join(alts) + ")?"
     # The marker one character at a time: the same in GBNF, and a lexer-based reader of GBNF (llguidance,
     # which a vLLM "auto" backend may pick) cannot take "</" as the start of one multi-character token.
-    return g.rule(name, f"{name}-chunk{{0,{most}}} " + " ".join(literal(c) for c in marker))
+    head = f"{name}-n{most} " if most else ""
+    return g.rule(name, head + " ".join(literal(c) for c in marker))
 
 
-def chunks(text: str, marker: str, forbidden: tuple[str, ...] = ()) -> int:
-    """How many chunks ``until(marker, n, forbidden)`` reads in ``text`` (free text, without the marker):
-    what its bound ``n`` counts."""
-    delta, _, _ = _automaton([marker, *forbidden])
-    state, count = 0, 0
+def cost(text: str, marker: str, forbidden: tuple[str, ...] = ()) -> int | None:
+    """What ``until(marker, n, forbidden)`` charges for ``text`` (free text, without the marker), which its
+    bound ``n`` limits; None where it refuses the text whatever the bound. A character costs 1; a *run* (text
+    that enters a marker's start and comes back out, its last character included) costs 2 if it is two
+    characters long (``\nT`` before ``\nAnswer:``), else the longest marker's length, the most it may be."""
+    delta, done, _, cap = _runs([marker, *forbidden])
+    state, total, run = 0, 0, 0
     for c in text:
         state = delta[state].get(c, 0)
-        count += state == 0
-    return count + (state != 0)
+        if state in done:
+            return None
+        run += 1
+        if state == 0:
+            total += 1 if run == 1 else 2 if run == 2 else cap
+            run = 0
+        elif run >= cap:
+            return None
+    return None if state else total
