@@ -1,6 +1,6 @@
 """Batched local decoding against one row at a time, measured side by side in one run (an idle machine!).
 
-    python bench/eval_throughput.py --model smollm2-135m [--parallel 4] [--rows 24] [--json]
+    python bench/eval_throughput.py --model smollm2-135m [--parallel 4] [--rows 24] [--peer LLAMA_SERVER] [--json]
 
 (a) The ceiling: N sequences stepping together (one token each per llama_decode, greedy, no grammar, a
     shared prompt copied into each, run to a fixed length) against one sequence, for N = 1, 4, 8, 16, 32;
@@ -12,6 +12,8 @@
     rows' cells, so longer rows gain less from batching), the grammar's share of the batched decode time,
     and how many rows' outcomes agree (the rows that differ are listed: greedy logits differ slightly
     across batch splits).
+    With --peer LLAMA_SERVER, the same grid through llama.cpp's own server (-np 1 and -np N, the openai backend
+    with N requests at once, schema_mode=gbnf), beside the in-process numbers.
 (c) Peak memory (RSS high-water mark) per parallel = 1, 4, 8, 16, each in its own subprocess.
 """
 
@@ -46,10 +48,10 @@ def ceiling(model: str, ns: list[int], steps: int, unified: bool, messages: list
     return rates
 
 
-def grid(model: str, parallel: int, rows: int) -> dict:
-    """The grid one row at a time and with ``parallel``: seconds, outcomes, the grammar's share."""
+def grid(model: str, parallel: int, rows: int, peer: str | None = None) -> dict:
+    """The grid one row at a time and with ``parallel``: seconds, outcomes, the grammar's share; with ``peer``
+    (a llama-server binary), also through llama.cpp's own server with 1 and ``parallel`` slots."""
     import firsttoken as ft
-    from firsttoken._predictor import completed_many
     from firsttoken.tasks import get_task
 
     task = get_task(f"arithmetic:3-5:{max(1, rows // 3)}")
@@ -57,28 +59,19 @@ def grid(model: str, parallel: int, rows: int) -> dict:
     out: dict = {"rows": len(inputs), "layouts": ["direct", "thoughts_first", "work_then_answer"]}
     results = {}
     for mode, backend in (("sequential", ft.load(model)), ("batched", ft.load(model, parallel=parallel))):
-        # every layout's rows in one batch, layout after layout, as `eval` runs a model's arms
-        predictors = {name: ft.Predictor(task.signature, layout=name, model=backend, max_thinking_tokens=256)
-                      for name in out["layouts"]}
-        work = [(predictors[name], row) for name in out["layouts"] for row in inputs]
-        start = time.perf_counter()
-        preds: list = [None] * len(work)
-        for i, p in completed_many(work):
-            preds[i] = p
-        seconds = time.perf_counter() - start
-        per_layout = {name: [_outcome(p, r.expected) for p, r in zip(preds[k * len(inputs):], task.all_rows)]
-                      for k, name in enumerate(out["layouts"])}
+        preds, seconds, predictors = _run_grid(backend, task, inputs, out["layouts"])
+        per_layout = _per_layout(preds, task, inputs, out["layouts"])
         results[mode] = per_layout
         done = [p.generation.completion_tokens for p in preds if getattr(p, "generation", None)]
         out["mean_completion_tokens"] = sum(done) / max(1, len(done))
         out["prompt_messages"] = predictors["thoughts_first"].messages(**inputs[0])
-        out[mode] = {"seconds": seconds, "rows_per_minute": len(work) / seconds * 60,
-                     "invalid": sum(o[0] != "valid" for v in per_layout.values() for o in v)}
+        out[mode] = _speed(preds, seconds, per_layout)
         if mode == "batched":
             stats = backend.decoder().stats
             out["grammar_share"] = stats["guide_s"] / stats["decode_s"] if stats["decode_s"] else 0.0
             out["batched_steps"], out["batched_tokens"] = stats["steps"], stats["tokens"]
             out["batched_prompt_s"], out["batched_decode_s"] = stats["prompt_s"], stats["decode_s"]
+        del backend
     differ = [f"{layout} row {i}: {a} vs {b}" for layout in out["layouts"]
               for i, (a, b) in enumerate(zip(results["sequential"][layout], results["batched"][layout])) if a != b]
     out["agree"] = 3 * len(inputs) - len(differ)  # the same outcome and answer
@@ -87,7 +80,69 @@ def grid(model: str, parallel: int, rows: int) -> dict:
                                 for a, b in zip(results["sequential"][layout], results["batched"][layout]))
     out["differ"] = differ
     out["ratio"] = out["batched"]["rows_per_minute"] / out["sequential"]["rows_per_minute"]
+    if peer:
+        out["llama_server"] = {}
+        local = ft.load(model)
+        path, threads = local.llm.model_path, local.n_threads
+        del local
+        for slots in sorted({1, parallel}):
+            proc, url = _start_server(peer, path, slots, threads)
+            try:
+                backend = ft.OpenAICompatible(f"{url}/v1", "m", schema_mode="gbnf", concurrency=slots)
+                preds, seconds, _ = _run_grid(backend, task, inputs, out["layouts"])
+                out["llama_server"][slots] = _speed(preds, seconds, _per_layout(preds, task, inputs, out["layouts"]))
+            finally:
+                proc.kill()
+                proc.wait()
     return out
+
+
+def _run_grid(backend, task, inputs, layouts) -> tuple[list, float, dict]:
+    """Every layout's rows in one batch, layout after layout, as `eval` runs a model's arms."""
+    import firsttoken as ft
+    from firsttoken._predictor import completed_many
+
+    predictors = {name: ft.Predictor(task.signature, layout=name, model=backend, max_thinking_tokens=256)
+                  for name in layouts}
+    work = [(predictors[name], row) for name in layouts for row in inputs]
+    start = time.perf_counter()
+    preds: list = [None] * len(work)
+    for i, p in completed_many(work):
+        preds[i] = p
+    return preds, time.perf_counter() - start, predictors
+
+
+def _per_layout(preds, task, inputs, layouts) -> dict:
+    return {name: [_outcome(p, r.expected) for p, r in zip(preds[k * len(inputs):], task.all_rows)]
+            for k, name in enumerate(layouts)}
+
+
+def _speed(preds, seconds, per_layout) -> dict:
+    return {"seconds": seconds, "rows_per_minute": len(preds) / seconds * 60,
+            "invalid": sum(o[0] != "valid" for v in per_layout.values() for o in v),
+            "right": sum(o[1] is not None and o[1][0] == "right" for v in per_layout.values() for o in v)}
+
+
+def _start_server(binary: str, model_path: str, slots: int, threads: int):
+    """llama.cpp's llama-server on loopback with ``slots`` parallel slots and the in-process runs' threads."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, "-m", model_path, "--host", "127.0.0.1", "--port", str(port), "-c",
+                             str(4096 * slots), "-np", str(slots), "-t", str(threads), "--no-webui", "--seed", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("llama-server did not start")
 
 
 def _outcome(pred, expected) -> tuple[str, object]:
@@ -117,6 +172,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=128, help="tokens per sequence in the ceiling")
     ap.add_argument("--ns", default="1,4,8,16,32")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: unified, grid, memory")
+    ap.add_argument("--peer", metavar="LLAMA_SERVER", help="also run the grid through this llama-server binary "
+                    "(scripts/build_llama_server.sh builds it) with 1 and --parallel slots, schema_mode=gbnf")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ns = [int(x) for x in args.ns.split(",")]
@@ -128,7 +185,7 @@ def main() -> None:
         u = ceiling(args.model, ns, args.steps, unified=True)
         report["ceiling_unified"] = {n: {"tokens_per_s": r, "x": r / rates[ns[0]]} for n, r in u.items()}
     if "grid" not in skip:
-        g = grid(args.model, args.parallel, args.rows)
+        g = grid(args.model, args.parallel, args.rows, args.peer)
         g["share_of_ceiling"] = g["ratio"] / report["ceiling"].get(args.parallel, {"x": float("nan")})["x"]
         # the ceiling at the grid's own shape: its prompt, its mean reply length (attention spans longer rows)
         steps = max(1, round(g["mean_completion_tokens"]))
@@ -152,7 +209,7 @@ def main() -> None:
         print(f"grid: {g['rows']} arithmetic rows x {', '.join(g['layouts'])}, constrained")
         for mode in ("sequential", "batched"):
             print(f"  {mode:10s} {g[mode]['seconds']:7.1f} s  {g[mode]['rows_per_minute']:6.1f} rows/min  "
-                  f"invalid replies {g[mode]['invalid']}")
+                  f"invalid replies {g[mode]['invalid']}  right {g[mode]['right']}")
         print(f"  batched: {g['batched_tokens'] / max(1, g['batched_steps']):.1f} rows per decode step on average; "
               f"{g['batched_decode_s']:.1f} s in llama_decode, of which {g['batched_prompt_s']:.1f} s on prompt "
               "tokens (one row's own at a time, as one-at-a-time decoding does)")
@@ -165,6 +222,10 @@ def main() -> None:
               f"{g['outcomes_agree']} of {3 * g['rows']} rows, outcome and answer on {g['agree']}")
         for line in g["differ"]:
             print(f"    differs: {line}")
+        for slots, r in g.get("llama_server", {}).items():
+            print(f"  llama-server -np {slots:<2d} {r['seconds']:7.1f} s  {r['rows_per_minute']:6.1f} rows/min  "
+                  f"invalid replies {r['invalid']}  right {r['right']} (schema_mode=gbnf: the reasoning bounded by "
+                  "the grammar, not closed at the budget)")
     if "peak_memory_gb" in report:
         print("peak memory: " + "  ".join(f"parallel={p} {gb:.2f} GB" for p, gb in report["peak_memory_gb"].items()))
 

@@ -3,8 +3,9 @@
 Used by ``LlamaCpp(parallel=N)``. Its own context (llama-cpp-python's ``Llama`` decodes one sequence):
 ``n_seq_max = N + 1`` (N row slots and one sequence holding a shared prefix). Jobs come in groups (e.g.
 the arms of an experiment): a group's shared prefix (system prompt, demos) is evaluated once and copied
-into each of its rows' slots (``llama_memory_seq_cp``); groups are taken in order, so while one group's
-last rows finish, the next group's rows already fill the freed slots. Continuous batching: a finished row frees its slot and the next row starts
+into each of its rows' slots (``llama_memory_seq_cp``); groups are taken whole, those with the highest
+token limit first (longest first: the tail of the batch, where slots empty, holds the shortest rows), so
+while one group's last rows finish, the next group's rows already fill the freed slots. Continuous batching: a finished row frees its slot and the next row starts
 there at once (its own prompt tokens in a llama_decode of their own, then it joins the shared steps).
 
 Each row keeps the sequential semantics: its own ``Guide`` (llguidance matcher, reasoning budget,
@@ -157,7 +158,12 @@ class BatchDecoder:
             prefixes[g] = _common_prefix(prompts)[: max(0, min(map(len, prompts)) - 1)]  # >= 1 own token a row
         # pooled cells (unified cache only): live rows may still hold any group's prefix
         capacity = self.n_ctx - sum(map(len, prefixes.values())) if self.unified else None
-        queue = sorted(range(len(jobs)), key=lambda i: (first[jobs[i].group], i))
+        # Groups whose rows may run longest first (their token limit: a reasoning arm's is its budget plus the
+        # answer's), so that the batch's tail, where slots empty, is filled with the shortest rows.
+        longest: dict[Any, int] = {}
+        for j in jobs:
+            longest[j.group] = max(longest.get(j.group, 0), j.max_tokens)
+        queue = sorted(range(len(jobs)), key=lambda i: (-longest[jobs[i].group], first[jobs[i].group], i))
         for i in list(queue):
             need = len(jobs[i].prompt) + jobs[i].max_tokens
             if need > self.per_row or len(jobs[i].prompt) - len(prefixes[jobs[i].group]) > self.n_batch:
