@@ -95,3 +95,18 @@ def thinks_better(messages):
 
 for _fake in (title_label, sentiment, thinks_better):  # replies that fit the layout they are asked for
     _fake.enforces = "script"
+
+
+def ticket_triage(messages):
+    """A support-ticket triager for the JSON layouts: writes the keys the prompt's Shape line asks for, in its
+    order; the category from words of the ticket (refund/charge: billing, crash/error: bug, else other)."""
+    shape = re.search(r"Shape: (\{.*\})", messages[0]["content"]).group(1)
+    keys = re.findall(r'"(\w+)": <', shape)
+    text = _question(messages).lower()
+    category = "billing" if re.search(r"refund|charge", text) else "bug" if re.search(r"crash|error", text) else "other"
+    values = {"thoughts": f"the ticket mentions {category} words", "category": category,
+              "details": {"summary": text[:30], "urgent": "urgent" in text}, "explanation": "by its words"}
+    return json.dumps({k: values.get(k, category if "category" in k else "") for k in keys})
+
+
+ticket_triage.enforces = "script"

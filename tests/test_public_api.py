@@ -6,7 +6,7 @@ def test_public_api_is_pinned():
         "Backend", "BackendBase", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
         "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp",
         "ModelNotFoundError", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
-        "Request", "Scripted", "Signature",
+        "Request", "Scripted", "Signature", "Task",
         "UnreachableError", "Usage", "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load",
         "models", "register_backend", "register_layout",
     ])

@@ -20,15 +20,15 @@ __all__ = [
     "Backend", "BackendBase", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
     "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp",
     "ModelNotFoundError", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
-    "Request", "Scripted", "Signature", "UnreachableError", "Usage", "__version__", "build_backend", "evaluate",
+    "Request", "Scripted", "Signature", "Task", "UnreachableError", "Usage", "__version__", "build_backend", "evaluate",
     "get_layout", "layout_names", "load", "models", "register_backend", "register_layout",
 ]
 
 
 def __getattr__(name: str) -> object:
-    """``evaluate`` loads the harness (firsttoken.experiments, matplotlib for reports) only when used."""
-    if name == "evaluate":
-        from .experiments import evaluate
+    """``evaluate`` and ``Task`` load the harness (firsttoken.experiments) only when used."""
+    if name in ("evaluate", "Task"):
+        from . import experiments
 
-        return evaluate
+        return getattr(experiments, name)
     raise AttributeError(f"module 'firsttoken' has no attribute {name!r}")

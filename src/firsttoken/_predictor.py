@@ -37,9 +37,16 @@ class Predictor:
                               hint="rename the input field")
         self.signature = signature
         self.layout = get_layout(layout, syntax)
-        self.layout.check(signature)
+        # A reasoning field (``thoughts: str`` first) is the layout's reasoning region where it has one.
+        self.reasoning_field = signature.reasoning_field() if self.layout.has_reasoning else None
+        self.layout_signature = signature.without_reasoning() if self.reasoning_field else signature
+        self.layout.check(self.layout_signature)
         self.model = model
         self.demos = list(demos or [])
+        named = signature.reasoning_field()
+        if named:  # a demo's reasoning field and its reasoning are one text (a demos file has "reasoning")
+            self.demos = [{**d, named: d.get(named, d.get("reasoning") or ""),
+                           "reasoning": d.get("reasoning", d.get(named))} for d in self.demos]
         for i, demo in enumerate(self.demos):
             missing = [n for n in [*signature.input_fields, *signature.output_fields] if n not in demo]
             if missing:
@@ -49,14 +56,14 @@ class Predictor:
 
     @cached_property
     def constraint(self) -> Constraint:
-        return self.layout.constraint(self.signature)
+        return self.layout.constraint(self.layout_signature)
 
     def messages(self, **inputs: Any) -> list[dict[str, str]]:
         missing = [n for n in self.signature.input_fields if n not in inputs]
         if missing:
             raise ConfigError(f"missing input {missing[0]!r} for {self.signature.__name__}",
                               hint=f"call with {', '.join(f'{n}=...' for n in self.signature.input_fields)}")
-        return self.layout.messages(self.signature, inputs, self.demos)
+        return self.layout.messages(self.layout_signature, inputs, self.demos)
 
     def split_kwargs(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], GenerateOptions]:
         inputs = {k: v for k, v in kwargs.items() if k in self.signature.input_fields}
@@ -96,11 +103,15 @@ class Predictor:
             if gen.finish_reason == "length":
                 raise ParseError("the reply was cut at the token limit before it was complete", raw=gen.text,
                                  reasoning=gen.reasoning, hint="raise max_answer_tokens (or max_thinking_tokens)")
-            parsed = self.layout.parse(self.signature, gen.text, gen.reasoning)
+            parsed = self.layout.parse(self.layout_signature, gen.text, gen.reasoning)
         except ParseError as e:
             e.usage, e.generation = self._usage(gen, None), gen
             raise
-        return Prediction(parsed.outputs, parsed.reasoning, gen.text, self._usage(gen, parsed),
+        outputs = parsed.outputs
+        if self.reasoning_field:  # the region is the field, in the signature's order
+            outputs = {n: parsed.reasoning or "" if n == self.reasoning_field else outputs[n]
+                       for n in self.signature.output_fields}
+        return Prediction(outputs, parsed.reasoning, gen.text, self._usage(gen, parsed),
                           parsed.extras, parsed.order_violated, gen.closed_by, gen)
 
     def _usage(self, gen: Generation, parsed: Parsed | None) -> Usage:

@@ -13,7 +13,7 @@ from .._signature import Signature
 from .._text import markup, terminal_safe
 from ..backends import resolve
 from ..layouts import get_layout, layout_classes
-from ._app import app, out
+from ._app import app, err, out
 
 
 @app.command()
@@ -77,21 +77,38 @@ def ask(question: str = typer.Argument(..., help="the question"),
         model: str = typer.Option(_models.DEFAULT_MODEL, "--model", "-m", help="a --model spec, as for eval"),
         layout: str = typer.Option("work_then_answer", "--layout", "-l"),
         syntax: str = typer.Option(None, "--syntax"),
-        output: list[str] = typer.Option(["answer:str"], "--output", "-o", help="NAME:TYPE, repeatable"),
+        output: list[str] = typer.Option(None, "--output", "-o", help="NAME:TYPE, repeatable (default answer:str)"),
+        signature: str = typer.Option(None, "--signature", help="module:Class or file.py:Class, a firsttoken or "
+                                      "DSPy Signature: the question fills its first input"),
+        input_values: list[str] = typer.Option(None, "--input", help="FIELD=VALUE, repeatable: the signature's "
+                                               "other inputs"),
         max_thinking_tokens: int = typer.Option(512, "--max-thinking-tokens"),
         unconstrained: bool = typer.Option(False, "--unconstrained", help="prompt only, no forced format"),
         as_json: bool = typer.Option(False, "--json", help="print the prediction as JSON")) -> None:
     """Ask one question: see the reasoning as it is written, then the typed answer and token counts."""
-    outputs = dict(parse_output_spec(s) for s in output)
-    sig = Signature.make("Ask", "Answer the question.", {"question": str}, outputs)
+    if signature:
+        from ..experiments._user_signature import load_signature
+        from ._experiments import pairs
+
+        if output:
+            raise ConfigError("--output is for a question without --signature", hint="the signature has its outputs")
+        sig = load_signature(signature)
+        inputs = {next(iter(sig.input_fields)): question, **pairs(input_values, "--input")}
+        for note in sig.notes():
+            err.print(f"note: {note}", markup=False, soft_wrap=True)
+    else:
+        if input_values:
+            raise ConfigError("--input is for a --signature with several inputs", hint="the question is the input")
+        sig = Signature.make("Ask", "Answer the question.", {"question": str},
+                             dict(parse_output_spec(s) for s in output or ["answer:str"]))
+        inputs = {"question": question}
     backend = resolve(model)
     predictor = Predictor(sig, layout=layout, syntax=syntax, model=backend,
                           max_thinking_tokens=max_thinking_tokens, constrained=not unconstrained)
     if as_json:
-        print(json.dumps(predictor(question=question).to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(predictor(**inputs).to_dict(), indent=2, ensure_ascii=False))
         return
-    pred = predictor(question=question,
-                     on_text=lambda text: out.print(terminal_safe(text), style="dim", end="", markup=False))
+    pred = predictor(**inputs, on_text=lambda text: out.print(terminal_safe(text), style="dim", end="", markup=False))
     out.print()
     for name, value in pred.outputs.items():
         out.print(f"[bold]{name}[/bold] = {markup(repr(value))}")

@@ -104,32 +104,76 @@ class BarProgress:
             self._stop()
 
 
+def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    """``--input field=Column`` (repeatable) -> {field: column}."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        name, sep, column = value.partition("=")
+        if not sep or not name.strip().isidentifier() or not column:
+            raise ConfigError(f"{flag} {value!r}: expected FIELD=COLUMN", hint=f'e.g. {flag} body="Ticket Body"')
+        out[name.strip()] = column
+    return out
+
+
 def build_task(task: str | None, data: str | None, inputs: str | None, output: str | None, labels: str | None,
                labels_from: str | None, metric: str, instructions: str | None, skip_bad_rows: bool,
-               id_column: str | None = None, open_ended: bool = False) -> Task:
+               id_column: str | None = None, open_ended: bool = False, signature: str | None = None,
+               input_map: list[str] | None = None, output_type: str | None = None,
+               labels_file: str | None = None) -> Task:
     """The task of a command line; ``open_ended``: a generated task without a count has no end of rows."""
     if task:
         from ..tasks import get_task
 
         if id_column:
             raise ConfigError("--id is for --data files", hint="a built-in task identifies its rows itself")
+        if signature:
+            raise ConfigError("--signature is for --data files", hint="a built-in task has its own signature")
         return get_task(task, data, skip_bad_rows=skip_bad_rows, open_ended=open_ended)
     if not data:
         raise ConfigError("no task given", hint="pass --task NAME, or --data FILE --inputs COLS --output COL")
-    if not output:
+    if not output and not signature:
         raise ConfigError("--data needs --output COL", hint="name the column holding the expected answer")
-    return file_task(data, _csv(inputs) or [], output, metric, _csv(labels), labels_from, instructions,
-                     skip_bad_rows, id_column=id_column)
+    mapped = pairs(input_map, "--input")
+    if inputs and signature:
+        raise ConfigError("--inputs names columns of a task without --signature",
+                          hint="with --signature, map fields with --input FIELD=COLUMN")
+    cols: list[str] | dict[str, str] | None = mapped if signature else {**(mapped or {}), **(
+        _columns(_csv(inputs) or []))}
+    out: str | dict[str, str] | None = pairs([output], "--output") if output and "=" in output else output
+    descriptions = None
+    if labels_file:
+        from ..experiments._tasks import read_label_descriptions
+
+        descriptions = read_label_descriptions(labels_file)
+    return Task.from_file(data, signature, cols, out, metric, labels=_csv(labels), labels_from=labels_from,
+                          instructions=instructions, skip_bad_rows=skip_bad_rows, id_column=id_column,
+                          output_type=output_type, label_descriptions=descriptions)
+
+
+def _columns(columns: list[str]) -> dict[str, str]:
+    from ..experiments._tasks import column_map
+
+    return column_map(columns)
 
 
 @app.command("eval")
 def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `firsttoken tasks`)"),
           data: str = typer.Option(None, "--data", help="JSONL, CSV or JSON file (or folder, for a built-in task)"),
           inputs: str = typer.Option(None, "--inputs", help="input columns, comma-separated"),
-          output: str = typer.Option(None, "--output", help="the column with the expected answer"),
+          output: str = typer.Option(None, "--output", help="the column with the expected answer, or "
+                                     "FIELD=COLUMN"),
+          input_map: list[str] = typer.Option(None, "--input", help="FIELD=COLUMN, repeatable: an input field read "
+                                              "from a column of any name"),
+          signature: str = typer.Option(None, "--signature", help="module:Class or file.py:Class, a firsttoken or "
+                                        "DSPy Signature (its fields read from columns of their names, or --input)"),
+          output_type: str = typer.Option(None, "--output-type", help="int, float, bool, str or labels (default: "
+                                          "labels with --labels, a number with --metric numeric, else str)"),
           labels: str = typer.Option(None, "--labels", help="the categories, comma-separated"),
           labels_from: str = typer.Option(None, "--labels-from", help="take the categories from this column"),
-          metric: str = typer.Option("exact", "--metric", help="exact, numeric, label, or module:function"),
+          labels_file: str = typer.Option(None, "--labels-file", help="a file with columns label,description: "
+                                          "the categories and what each means (shown in the prompt)"),
+          metric: str = typer.Option(None, "--metric", help="exact, numeric, label, or module:function (default: "
+                                     "numeric for --output-type int or float, else exact)"),
           instructions: str = typer.Option(None, "--instructions", help="the task instruction for the prompt"),
           id_column: str = typer.Option(None, "--id", help="a column of unique row ids (default: rows are "
                                         "identified by their content)"),
@@ -143,8 +187,10 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           limit: int = typer.Option(None, "--limit", help="the first N rows"),
           sample: int = typer.Option(None, "--sample", help="N rows drawn at random (with --seed)"),
           seed: int = typer.Option(0, "--seed"),
-          demos: str = typer.Option(None, "--demos", help="file of few-shot examples"),
+          demos: str = typer.Option(None, "--demos", help="file of few-shot examples (the data's columns)"),
           n_demos: int = typer.Option(3, "--n-demos"),
+          demo_selection: str = typer.Option("first", "--demo-selection", help="first, random or stratified (by "
+                                             "label; random and stratified use --seed)"),
           store: str = typer.Option(None, "--store", help="SQLite file; default runs/<task>.db"),
           margin: float = typer.Option(2.0, "--margin", help="accuracy points the recommendation may give up"),
           until_decided: bool = typer.Option(False, "--until-decided", help="rows in a random order, in rounds, "
@@ -159,9 +205,13 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object")) -> None:
     """Run a grid of arms (model x layout x syntax x constrained x budget) over a task's rows."""
     check_margin(margin)
+    metric = metric or ("numeric" if output_type in ("int", "float") else "exact")
     the_task = build_task(task, data, inputs, output, labels, labels_from, metric, instructions, skip_bad_rows,
-                          id_column, open_ended=until_decided)
-    demo_rows = load_demos(demos, the_task, n_demos) if demos else None
+                          id_column, open_ended=until_decided, signature=signature, input_map=input_map,
+                          output_type=output_type, labels_file=labels_file)
+    for note in the_task.signature.notes():
+        err.print(f"note: {note}", markup=False, soft_wrap=True)
+    demo_rows = load_demos(demos, the_task, n_demos, demo_selection, seed) if demos else None
     specs = model or ["qwen2.5-coder-1.5b"]
     if parallel:
         specs = [with_parallel(m, parallel) for m in specs]
@@ -240,13 +290,16 @@ def predict(run: Path = typer.Option(..., "--run", help="a store written by `fir
             out_file: Path = typer.Option(..., "--out", help="CSV if it ends in .csv, else JSON Lines: one "
                                           "prediction or named error per row"),
             id_column: str = typer.Option(None, "--id", help="a column of unique row ids (default: line numbers)"),
+            input_map: list[str] = typer.Option(None, "--input", help="FIELD=COLUMN, repeatable (default: the "
+                                                "columns of the run's data, or the fields' own names)"),
             parallel: int = typer.Option(None, "--parallel", min=1, help="rows run at once")) -> None:
-    """Apply an arm of a run to new rows."""
+    """Apply an arm of a run to new rows (its signature rebuilt as the run stored it)."""
     from ..experiments._predict import predict_file
 
     if not run.is_file():
         raise ConfigError(f"{run}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
-    counts = predict_file(run, data, out_file, arm, id_column=id_column, parallel=parallel)
+    counts = predict_file(run, data, out_file, arm, id_column=id_column, parallel=parallel,
+                          columns=pairs(input_map, "--input"))
     out.print(terminal_safe(f"{counts['predicted']} predictions, {counts['errors']} errors, {counts['skipped']} rows "
                             f"already in {out_file}"), markup=False)
     if counts["backend_errors"]:

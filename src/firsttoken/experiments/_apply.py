@@ -2,7 +2,8 @@
 sends (``show``).
 
 An arm is named by its full id, its number in the run's table, or a unique part of its id.
-Does not handle: signatures with nested-model outputs (they are not stored with the run).
+A ``--signature`` run's signature is loaded again from its module and refused if it has changed since.
+Does not handle: a Python-API run with a nested-model output and no signature reference (nothing to rebuild).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..backends import resolve
 from ._runner import Arm
 from ._store import Store
 from ._summary import summarize
+from ._user_signature import rebuild
 
 
 def find_arm(store: Store, ref: str | None) -> dict:
@@ -55,13 +57,20 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
     run = store.last_run(arm["task"])
     config = json.loads(run["config"]) if run else {}
     spec = config.get("signature")
-    if not spec:
+    if config.get("signature_ref"):  # --signature: the user's class, loaded again and checked
+        sig = rebuild(config["signature_ref"], config["signature_fingerprint"])
+        out = config.get("output")
+        if out in sig.output_fields and sig.output_fields[out].annotation is str and config.get("labels"):
+            sig = sig.with_labels(out, config["labels"], config.get("label_descriptions"))  # as eval made it
+    elif spec:
+        sig = Signature.from_spec(spec)
+    else:
         raise ConfigError(f"the run of task {arm['task']!r} did not store its signature",
                           hint="re-run `firsttoken eval` with this version, or use the Python API")
     stored = json.loads(arm["config"] or "{}")
     the_arm = Arm(arm["task"], arm["model"], arm["layout"], arm["syntax"], bool(arm["constrained"]), arm["budget"],
                   arm["demos"] or 0, json.dumps(stored.get("demo_rows") or []))
-    return the_arm.predictor(Signature.from_spec(spec), backend or resolve(arm["model"]))
+    return the_arm.predictor(sig, backend or resolve(arm["model"]))
 
 
 def show_arm(store_path: str | Path, arm_ref: str | None) -> dict[str, Any]:
@@ -73,7 +82,7 @@ def show_arm(store_path: str | Path, arm_ref: str | None) -> dict[str, Any]:
         inputs = store.first_row(arm["task"]) or {n: f"<{n}>" for n in predictor.signature.input_fields}
     finally:
         store.close()
-    constraint = predictor.layout.constraint(predictor.signature)
+    constraint = predictor.constraint
     return {"arm": arm, "messages": predictor.messages(**inputs), "grammar": constraint.lark,
             "json_schema": constraint.json_schema, "options": predictor.options.model_dump()}
 

@@ -58,7 +58,8 @@ def signature_definition(sig: Any) -> dict[str, Any]:
 
     return {"instructions": sig.instructions,
             "inputs": [[n, f.desc] for n, f in sig.input_fields.items()],
-            "outputs": [[n, _types.json_schema(f.annotation), f.desc] for n, f in sig.output_fields.items()]}
+            "outputs": [[n, _types.json_schema(f.annotation), f.desc, *([f.labels] if f.labels else [])]
+                        for n, f in sig.output_fields.items()]}  # label descriptions only where given
 
 
 def metric_code(metric_name: str) -> str | None:

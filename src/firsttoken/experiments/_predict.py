@@ -27,8 +27,9 @@ from ._tasks import as_text, check_unique_ids, read_records
 
 def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_ref: str | None = None,
                  backend: Any = None, on_row: Any = None, id_column: str | None = None,
-                 parallel: int | None = None) -> dict[str, int]:
-    """Apply an arm to every row of ``data``; write one line per row to ``out``. Returns counts."""
+                 parallel: int | None = None, columns: dict[str, str] | None = None) -> dict[str, int]:
+    """Apply an arm to every row of ``data``; write one line per row to ``out``. Returns counts. ``columns``:
+    {input field: column} over the run's own mapping."""
     out, data = Path(out), Path(data)
     for other, what in ((data, "the input (--data)"), (Path(store_path), "the store (--run)")):
         if same_file(out, other):
@@ -40,10 +41,17 @@ def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_
         if backend is None and parallel:
             backend = resolve(with_parallel(arm["model"], parallel))
         predictor = predictor_for(store, arm, backend=backend)
+        run = store.last_run(arm["task"])
+        stored = json.loads(run["config"]).get("columns") or {} if run else {}
     finally:
         store.close()
     inputs = list(predictor.signature.input_fields)
-    rows = _rows(data, inputs, id_column)
+    unknown = [f for f in columns or {} if f not in inputs]
+    if unknown:
+        raise ConfigError(f"--input {unknown[0]}: the arm has no input field {unknown[0]!r}",
+                          hint=f"its inputs: {', '.join(inputs)}")
+    columns = {**stored, **(columns or {})}
+    rows = _rows(data, {f: columns.get(f, f) for f in inputs}, id_column)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = _CsvOut(out, inputs, list(predictor.signature.output_fields)) if out.suffix.lower() == ".csv" \
         else _JsonOut(out)
@@ -65,7 +73,7 @@ def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_
                 counts["backend_errors"] += isinstance(out, BackendError)
             else:
                 entry.update(outputs={k: _types.to_json(v) for k, v in out.outputs.items()},
-                             thoughts=out.thoughts, usage=out.to_dict()["usage"], error=None)
+                             thoughts=out.layout_reasoning, usage=out.to_dict()["usage"], error=None)
                 counts["predicted"] += 1
             writer.write(entry)
             if on_row:
@@ -81,15 +89,21 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _rows(data: Path, inputs: list[str], id_column: str | None) -> list[tuple[str, dict[str, str]]]:
+def _rows(data: Path, inputs: dict[str, str], id_column: str | None) -> list[tuple[str, dict[str, str]]]:
+    """(id, {field: value}) per row; a field is read from its column in the run's data (``inputs``), or from
+    a column of the field's own name."""
     records, _ = read_records(data)
     for line, rec in records:
-        missing = [c for c in [*inputs, *([id_column] if id_column else [])] if c not in rec]
+        missing = [c for f, c in inputs.items() if c not in rec and f not in rec]
+        if id_column and id_column not in rec:
+            missing.append(id_column)
         if missing:
-            raise DataError(f"{data}:{line}: missing column {missing[0]!r} (the arm needs {', '.join(inputs)})")
+            raise DataError(f"{data}:{line}: missing column {missing[0]!r} (the arm needs "
+                            f"{', '.join(inputs.values())})", hint="give the file the columns the run's data had")
     if id_column:
         check_unique_ids(data, id_column, records)
-    return [(str(rec[id_column]) if id_column else str(line), {c: as_text(data, line, c, rec[c]) for c in inputs})
+    return [(str(rec[id_column]) if id_column else str(line),
+             {f: as_text(data, line, c, rec[c] if c in rec else rec[f]) for f, c in inputs.items()})
             for line, rec in records]
 
 

@@ -184,6 +184,9 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
                                "sample": sample, "seed": seed, "demos": len(demos or []), "labels": task.labels,
                                "output": task.output, "metric": task.metric_name, "bad_rows": task.bad_rows,
                                "signature": task.signature.to_spec(), "demo_rows": demos or [],
+                               "signature_ref": task.signature_ref, "signature_fingerprint": task.signature_fingerprint,
+                               "columns": task.columns, "label_descriptions": task.signature.output_fields[
+                                   task.output].labels,
                                "rows": len(task.all_rows), "keyed_by_id": task.keyed_by_id}, versions())
         for arm in arms:
             db.add_arm({**arm.record(), "enforced": _enforced(arm, task.signature, backends[arm.model])})
@@ -202,7 +205,9 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
 
 def _enforced(arm: Arm, signature: type, backend: Backend | str) -> str | None:
     """What the arm's backend enforces of its constraint (None: nothing, prompt-only), before any call."""
-    constraint = get_layout(arm.layout, arm.syntax).constraint(signature) if arm.constrained else None
+    layout = get_layout(arm.layout, arm.syntax)
+    seen = signature.without_reasoning() if layout.has_reasoning else signature  # as the Predictor shows it
+    constraint = layout.constraint(seen) if arm.constrained else None
     return spec_enforcement(backend, constraint) if isinstance(backend, str) else enforcement(backend, constraint)
 
 
@@ -294,7 +299,7 @@ def _record(arm: Arm, task: Task, db: Store, cached: Cached, row: Row,
         score = task.score(row, out.outputs)
         result.update(outcome="correct" if _metrics.is_correct(score) else "wrong", score=score,
                       outputs=json.dumps({k: _types.to_json(v) for k, v in out.outputs.items()}, default=str),
-                      thoughts=out.thoughts, raw=out.raw, order_violated=int(out.order_violated))
+                      thoughts=out.layout_reasoning, raw=out.raw, order_violated=int(out.order_violated))
     u, gen = out.usage, out.generation
     result.update(call_hash=gen.call_hash, prompt_tokens=u.prompt_tokens, reasoning_tokens=u.reasoning_tokens,
                   answer_tokens=u.answer_tokens, seconds=u.seconds, estimated=int(u.estimated))

@@ -8,8 +8,6 @@ Does not handle: files larger than memory, nested columns (values are taken as t
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 from collections.abc import Callable
@@ -17,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .. import _types
 from .._errors import ConfigError, DataError
 from .._signature import Signature
 from . import _identity, _metrics
+from ._readers import read_records
 
 
 @dataclass
@@ -49,10 +49,39 @@ class Task:
     demo_pool: list[dict[str, Any]] = field(default_factory=list)
     keyed_by_id: bool = False  # rows identified by their ``id`` (``--id COLUMN``), not by their content
     source: Callable[[int], Row] | None = None  # open-ended: row i, drawn when first used (``draw``)
+    columns: dict[str, str] = field(default_factory=dict)  # field -> the data column it is read from
+    signature_ref: str | None = None  # ``--signature``: where the signature comes from (stored with the run)
+    signature_fingerprint: str | None = None  # what it declared when loaded (``_user_signature.fingerprint``)
 
     def __post_init__(self) -> None:
         self.metric = _metrics.get_metric(self.metric_name)
         _identity.assign_keys(self.all_rows, self.keyed_by_id)
+
+    @classmethod
+    def from_file(cls, path: str | Path, signature: Any = None, inputs: list[str] | dict[str, str] | None = None,
+                  output: str | dict[str, str] | None = None, metric: str = "exact", **options: Any) -> Task:
+        """A task from a data file (``.jsonl``, ``.json``, ``.csv``, ``.tsv``, ``.parquet``, a ``datasets``
+        folder). ``signature``: a firsttoken or DSPy Signature class, or ``"file.py:Class"``; without one it
+        is built from the columns. ``inputs``/``output``: columns, or ``{field: column}``. ``options``: those
+        of ``file_task`` (labels, label_descriptions, output_type, instructions, id_column, ...)."""
+        ref = fp = None
+        if isinstance(signature, str):
+            from ._user_signature import fingerprint, load_signature, stored_ref
+
+            ref, signature = stored_ref(signature), load_signature(signature)
+            fp = fingerprint(signature)
+        elif signature is not None and not (isinstance(signature, type) and issubclass(signature, Signature)):
+            signature = Signature.from_dspy(signature)
+        task = file_task(path, inputs, output, metric, signature=signature, **options)
+        task.signature_ref, task.signature_fingerprint = ref, fp
+        return task
+
+    @classmethod
+    def builtin(cls, name: str, data: str | Path | None = None) -> Task:
+        """A built-in task by name (``firsttoken tasks`` lists them), its data from ``data`` where it needs some."""
+        from ..tasks import get_task
+
+        return get_task(name, str(data) if data is not None else None)
 
     @property
     def open_ended(self) -> bool:
@@ -89,145 +118,193 @@ def sample_rows(rows: list[Any], n: int, seed: int) -> list[Any]:
     return sorted(random.Random(seed).sample(rows, min(n, len(rows))), key=lambda r: order[id(r)])
 
 
-def _decode(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found", hint="check the path given to --data")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})",
-                        hint="save the file as UTF-8") from None
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty", hint="give a file with a header (CSV) or one JSON object per line")
-    return text
+def field_name(column: str) -> str:
+    """A field name for a column: ``Ticket Body`` -> ``ticket_body`` (a name already plain stays as it is)."""
+    if column.isidentifier():
+        return column
+    name = "_".join("".join(c.lower() if c.isalnum() else " " for c in column).split())
+    return name if name and name[0].isalpha() else f"c_{name}"
 
 
-def read_records(path: Path, skip_bad: bool = False) -> tuple[list[tuple[int, dict[str, Any]]], int]:
-    """(line number, record) pairs from a .jsonl, .csv or .json file, and the count of skipped bad lines."""
-    text = _decode(path)
-    records: list[tuple[int, dict[str, Any]]] = []
-    bad = 0
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        csv.field_size_limit(2**31 - 1)  # the default 128 KB is smaller than a long document
-        reader = csv.DictReader(io.StringIO(text))
-        width = len(reader.fieldnames or [])
-        for record in reader:
-            problem = None
-            if None in record:  # more values than header columns
-                problem = "more values than the header has columns"
-            elif None in record.values():  # DictReader fills missing values with None
-                given = sum(v is not None for v in record.values())
-                problem = f"only {given} of the header's {width} columns have a value"
-            if problem:
-                if not skip_bad:
-                    raise DataError(f"{path}:{reader.line_num}: {problem}",
-                                    hint="fix the row (quote values that contain commas), or pass --skip-bad-rows")
-                bad += 1
-                continue
-            records.append((reader.line_num, dict(record)))
-    elif suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-        if isinstance(data, dict):  # {"examples": [...]} and similar wrappers
-            lists = [v for v in data.values() if isinstance(v, list)]
-            data = lists[0] if len(lists) == 1 else data
-        if not isinstance(data, list):
-            raise DataError(f"{path}: expected a JSON array of objects", hint="or use JSON Lines (.jsonl)")
-        for i, record in enumerate(data):
-            if not isinstance(record, dict):
-                if not skip_bad:
-                    raise DataError(f"{path}: item {i} is not a JSON object")
-                bad += 1
-                continue
-            records.append((i + 1, record))
-    else:
-        for line_no, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}:{line_no}:1: expected a JSON object, got {type(record).__name__}")
-            except json.JSONDecodeError as e:
-                if not skip_bad:
-                    raise DataError(f"{path}:{line_no}:{e.colno}: invalid JSON ({e.msg})") from None
-                bad += 1
-                continue
-            except DataError:
-                if not skip_bad:
-                    raise
-                bad += 1
-                continue
-            records.append((line_no, record))
-    if not records:
-        raise DataError(f"{path}: no rows", hint="the file has no usable rows")
-    return records, bad
+def column_map(columns: list[str] | dict[str, str]) -> dict[str, str]:
+    """field -> column, from columns (fields named after them) or a mapping already; refuses two columns
+    that would be one field."""
+    if isinstance(columns, dict):
+        return dict(columns)
+    out: dict[str, str] = {}
+    for column in columns:
+        name = field_name(column)
+        if name in out and out[name] != column:
+            raise ConfigError(f"columns {out[name]!r} and {column!r} would both be field {name!r}",
+                              hint=f"name them: --input {name}={column!r} --input {name}_2=...")
+        out[name] = column
+    return out
 
 
-def file_task(path: str | Path, inputs: list[str], output: str, metric: str = "exact",
-              labels: list[str] | None = None, labels_from: str | None = None, instructions: str | None = None,
-              skip_bad_rows: bool = False, name: str | None = None, id_column: str | None = None) -> Task:
-    """A task from a data file: ``inputs`` columns in, ``output`` column expected.
+OUTPUT_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "labels": None}
 
+
+def file_task(path: str | Path, inputs: list[str] | dict[str, str] | None, output: str | dict[str, str] | None,
+              metric: str = "exact", labels: list[str] | None = None, labels_from: str | None = None,
+              instructions: str | None = None, skip_bad_rows: bool = False, name: str | None = None,
+              id_column: str | None = None, signature: type[Signature] | None = None,
+              output_type: str | None = None, label_descriptions: dict[str, str] | None = None) -> Task:
+    """A task from a data file: input columns in, the expected answer's column out.
+
+    ``inputs``: columns (each a field of the same name, made a plain name: ``Ticket Body`` -> ``ticket_body``)
+    or ``{field: column}``. ``output``: the expected answer's column, or ``{field: column}``. With
+    ``signature`` its fields are read from columns of their own names unless mapped, and ``output`` names the
+    scored field (default: its one answer field). Without, the output's type is ``output_type`` (``str``,
+    ``int``, ``float``, ``bool``, ``labels``), else labels where there are labels, a number for the
+    ``numeric`` metric, else text. ``label_descriptions`` (label -> text) go into the prompt.
     Rows are identified by their content, or by ``id_column`` (whose values must be unique)."""
     path = Path(path)
-    if not inputs:
-        raise ConfigError("no input columns", hint="pass --inputs col1,col2")
+    if output_type is not None and output_type not in OUTPUT_TYPES:
+        raise ConfigError(f"--output-type {output_type!r}: unknown", hint=f"use one of: {', '.join(OUTPUT_TYPES)}")
+    if signature is not None:
+        ins = {f: f for f in signature.input_fields} | column_map(inputs or {})
+        unknown = [f for f in ins if f not in signature.input_fields]
+        if unknown:
+            raise ConfigError(f"--input {unknown[0]}: {signature.__name__} has no input field {unknown[0]!r}",
+                              hint=f"its inputs: {', '.join(signature.input_fields)}")
+        out_field, out_column = _scored_output(signature, output)
+    else:
+        if not inputs:
+            raise ConfigError("no input columns", hint="pass --inputs col1,col2 (or --input field=Column)")
+        if not output:
+            raise ConfigError("no output column", hint="pass --output COLUMN (the expected answer)")
+        ins = column_map(inputs)
+        (out_field, out_column), = column_map(output if isinstance(output, dict) else [output]).items()
+    if labels is None and label_descriptions:
+        labels = list(label_descriptions)
     records, bad = read_records(path, skip_bad_rows)
-    columns = [*inputs, output] + ([labels_from] if labels_from else []) + ([id_column] if id_column else [])
+    columns = [*ins.values(), out_column] + ([labels_from] if labels_from else []) + ([id_column] if id_column else [])
     good: list[tuple[int, dict[str, Any]]] = []
     for line_no, record in records:
         try:
             missing = [c for c in columns if c not in record]
             if missing:
                 raise DataError(f"{path}:{line_no}: missing column {missing[0]!r} (columns: {', '.join(record)})",
-                                hint="fix --inputs/--output, or the file")
-            record = {**record, **{c: as_text(path, line_no, c, record[c]) for c in inputs}}
-            if record[output] is None:
-                raise DataError(f"{path}:{line_no}: column {output!r} is null", hint="give every row an expected answer")
+                                hint="fix --inputs/--input/--output, or the file")
+            record = {**record, **{c: as_text(path, line_no, c, record[c]) for c in ins.values()}}
+            if record[out_column] is None:
+                raise DataError(f"{path}:{line_no}: column {out_column!r} is null",
+                                hint="give every row an expected answer")
         except DataError:
             if not skip_bad_rows:
                 raise
             bad += 1
             continue
         good.append((line_no, record))
-    if labels is None and (labels_from or metric == "label"):
-        values = [str(r[labels_from or output]) for _, r in good]
-        labels = sorted(dict.fromkeys(values))
+    if labels is None and (labels_from or output_type == "labels" or (signature is None and metric == "label")):
+        labels = sorted(dict.fromkeys(str(r[labels_from or out_column]) for _, r in good))
+    if signature is not None and labels is not None:  # asked for: a str answer made one of the labels
+        signature = signature.with_labels(out_field, labels, label_descriptions)
+    if signature is not None:
+        opts = _types.choices(signature.output_fields[out_field].annotation)
+        labels = [str(getattr(o, "value", o)) for o in opts] if opts is not None else None
     if labels is not None:
-        folded = {lab.casefold() for lab in labels}
-        kept = []
-        for line_no, record in good:
-            if str(record[output]).casefold() not in folded:
-                if not skip_bad_rows:
-                    raise DataError(f"{path}:{line_no}: label {record[output]!r} in column {output!r} is not one "
-                                    f"of the {len(labels)} categories", hint="add it to --labels, or fix the row")
-                bad += 1
-                continue
-            kept.append((line_no, record))
-        good = kept
+        good, bad = _known_labels(path, good, bad, out_column, labels, skip_bad_rows)
     if not good:
         raise DataError(f"{path}: no usable rows ({bad} bad)", hint="check the columns and labels")
-    out_type: Any = str
-    if labels is not None:
-        out_type = Literal[tuple(labels)]  # type: ignore[misc]
-    elif metric == "numeric":
-        nums = [_metrics.to_number(r[output]) for _, r in good]
-        out_type = int if all(n is not None and float(n).is_integer() for n in nums) else float
     task_name = name or path.stem
-    sig = Signature.make(_class_name(task_name), instructions or
-                         f"Given the {', '.join(inputs)}, give the {output}.", {c: str for c in inputs},
-                         {output: out_type})
+    sig = signature or _file_signature(task_name, instructions, list(ins), out_field, _output_type(
+        output_type, labels, metric, [r[out_column] for _, r in good]), label_descriptions)
+    if output_type in ("int", "float", "bool"):
+        good, bad = _typed_answers(path, good, bad, out_column, sig.output_fields[out_field].annotation, skip_bad_rows)
     if id_column:
         check_unique_ids(path, id_column, good)
-    rows = [Row(str(rec[id_column]) if id_column else str(line_no), {c: rec[c] for c in inputs}, rec[output],
-                _difficulty(rec.get("difficulty"))) for line_no, rec in good]
-    return Task(task_name, sig, output, metric, rows, labels, bad, keyed_by_id=bool(id_column))
+    rows = [Row(str(rec[id_column]) if id_column else str(line_no), {f: rec[c] for f, c in ins.items()},
+                rec[out_column], _difficulty(rec.get("difficulty"))) for line_no, rec in good]
+    task = Task(task_name, sig, out_field, metric, rows, labels, bad, keyed_by_id=bool(id_column))
+    task.columns = {**ins, out_field: out_column}
+    return task
+
+
+def _scored_output(sig: type[Signature], output: str | dict[str, str] | None) -> tuple[str, str]:
+    """(field, column) of the scored output of a user's signature."""
+    if isinstance(output, dict):
+        (field, column), = output.items()
+    elif output:
+        field = column = output
+    else:
+        answers = [n for n in sig.output_fields if n != sig.reasoning_field()]
+        if len(answers) != 1:
+            raise ConfigError(f"{sig.__name__} has {len(answers)} answer fields: which one is scored?",
+                              hint=f"pass --output FIELD=COLUMN, FIELD one of {', '.join(answers)}")
+        field = column = answers[0]
+    if field not in sig.output_fields:
+        raise ConfigError(f"--output {field}: {sig.__name__} has no output field {field!r}",
+                          hint=f"its outputs: {', '.join(sig.output_fields)}")
+    return field, column
+
+
+def _output_type(output_type: str | None, labels: list[str] | None, metric: str, answers: list[Any]) -> Any:
+    if output_type == "labels" or (output_type is None and labels is not None):
+        if not labels:
+            raise ConfigError("--output-type labels needs labels", hint="pass --labels, --labels-file or --labels-from")
+        return Literal[tuple(labels)]  # type: ignore[misc]
+    if output_type is not None:
+        return OUTPUT_TYPES[output_type]
+    if metric == "numeric":
+        nums = [_metrics.to_number(a) for a in answers]
+        return int if all(n is not None and float(n).is_integer() for n in nums) else float
+    return str
+
+
+def _file_signature(task_name: str, instructions: str | None, inputs: list[str], output: str, out_type: Any,
+                    label_descriptions: dict[str, str] | None) -> type[Signature]:
+    return Signature.make(_class_name(task_name), instructions or f"Given the {', '.join(inputs)}, give the {output}.",
+                          {c: str for c in inputs}, {output: out_type},
+                          labels={output: label_descriptions} if label_descriptions else None)
+
+
+def _known_labels(path: Path, good: list, bad: int, column: str, labels: list[str],
+                  skip_bad_rows: bool) -> tuple[list, int]:
+    folded = {lab.casefold() for lab in labels}
+    kept = []
+    for line_no, record in good:
+        if str(record[column]).casefold() not in folded:
+            if not skip_bad_rows:
+                raise DataError(f"{path}:{line_no}: label {record[column]!r} in column {column!r} is not one "
+                                f"of the {len(labels)} categories", hint="add it to --labels, or fix the row")
+            bad += 1
+            continue
+        kept.append((line_no, record))
+    return kept, bad
+
+
+def _typed_answers(path: Path, good: list, bad: int, column: str, tp: Any, skip_bad_rows: bool) -> tuple[list, int]:
+    """Rows whose expected answer reads as ``tp`` (``--output-type int|float|bool``)."""
+    kept = []
+    for line_no, record in good:
+        try:
+            _types.from_plain(tp, str(record[column]).strip(), column)
+        except ValueError:
+            if not skip_bad_rows:
+                raise DataError(f"{path}:{line_no}: expected answer {record[column]!r} in column {column!r} is not "
+                                f"a {tp.__name__}", hint="fix the row, or choose another --output-type") from None
+            bad += 1
+            continue
+        kept.append((line_no, record))
+    return kept, bad
+
+
+def read_label_descriptions(path: str | Path) -> dict[str, str]:
+    """``--labels-file``: a data file with columns ``label`` and ``description`` -> {label: description}."""
+    records, _ = read_records(Path(path))
+    out: dict[str, str] = {}
+    for line_no, record in records:
+        keys = {k.strip().casefold(): k for k in record}
+        if "label" not in keys or "description" not in keys:
+            raise DataError(f"{path}:{line_no}: a labels file needs columns label and description "
+                            f"(columns: {', '.join(record)})", hint="e.g. a CSV with the header label,description")
+        label = str(record[keys["label"]]).strip()
+        if not label or label in out:
+            raise DataError(f"{path}:{line_no}: {'an empty' if not label else 'a repeated'} label {label!r}",
+                            hint="one row per label")
+        out[label] = str(record[keys["description"]] or "").strip()
+    return out
 
 
 def check_unique_ids(path: Path, column: str, records: list[tuple[int, dict[str, Any]]]) -> None:
@@ -265,20 +342,45 @@ def _difficulty(value: Any) -> float | None:
         return None
 
 
-def load_demos(path: str | Path, task: Task, k: int) -> list[dict[str, Any]]:
-    """The first ``k`` rows of a demos file as few-shot examples (an optional ``reasoning`` column)."""
+DEMO_SELECTIONS = ("first", "random", "stratified")
+
+
+def load_demos(path: str | Path, task: Task, k: int, selection: str = "first", seed: int = 0) -> list[dict[str, Any]]:
+    """``k`` rows of a demos file as few-shot examples (an optional ``reasoning`` column), columns named as in
+    the task's data: the ``first`` k, ``random`` (seeded), or ``stratified`` (seeded; the labels in turn, so
+    each label has a demo before any has two: label tasks only). Each must hold every input and the answer."""
+    if selection not in DEMO_SELECTIONS:
+        raise ConfigError(f"--demo-selection {selection!r}: unknown", hint=f"use one of: {', '.join(DEMO_SELECTIONS)}")
+    if selection == "stratified" and task.labels is None:
+        raise ConfigError("--demo-selection stratified is for label tasks", hint="use random (or first)")
     records, _ = read_records(Path(path))
+    column = {f: task.columns.get(f, f) for f in [*task.signature.input_fields, task.output]}
     demos = []
-    for line_no, record in records[:k]:
-        missing = [c for c in [*task.signature.input_fields, task.output] if c not in record]
+    for line_no, record in records:
+        missing = [c for c in column.values() if c not in record]
         if missing:
-            raise DataError(f"{path}:{line_no}: demo lacks column {missing[0]!r}")
-        demo = {c: record[c] for c in task.signature.input_fields}
-        demo[task.output] = _coerce(task, record[task.output])
+            raise DataError(f"{path}:{line_no}: demo lacks column {missing[0]!r}", hint="give the demos file the "
+                            "data's columns")
+        demo = {f: record[c] for f, c in column.items() if f != task.output}
+        demo[task.output] = _coerce(task, record[column[task.output]])
         if record.get("reasoning"):
             demo["reasoning"] = record["reasoning"]
         demos.append(demo)
-    return demos
+    if selection == "first":
+        return demos[:k]
+    rng = random.Random(seed)
+    shuffled = rng.sample(demos, len(demos))
+    if selection == "random":
+        return shuffled[:k]
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for demo in shuffled:
+        by_label.setdefault(str(getattr(demo[task.output], "value", demo[task.output])), []).append(demo)
+    chosen: list[dict[str, Any]] = []
+    while len(chosen) < min(k, len(demos)):
+        for group in by_label.values():
+            if group and len(chosen) < k:
+                chosen.append(group.pop(0))
+    return chosen
 
 
 def _coerce(task: Task, value: Any) -> Any:

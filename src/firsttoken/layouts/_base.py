@@ -133,6 +133,7 @@ class Layout:
     def system_prompt(self, sig: type[Signature]) -> str:
         ins = "\n".join(f"- {n}" + (f": {f.desc}" if f.desc else "") for n, f in sig.input_fields.items())
         outs = "\n".join(f"- {n} ({_types.type_name(f.annotation)})" + (f": {f.desc}" if f.desc else "")
+                         + "".join(f"\n  - {label}: {text}" for label, text in f.labels.items())
                          for n, f in sig.output_fields.items())
         return (f"{sig.instructions}\n\nYou are given:\n{ins}\n\nYou must produce:\n{outs}\n\n"
                 f"{self.format_instructions(sig)}")
