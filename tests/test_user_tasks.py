@@ -331,3 +331,14 @@ def test_task_from_file_with_a_signature_and_by_name(tmp_path):
         ft.Task.from_file(data, signature=str(tmp_path / "triage_sig.py") + ":Details")
     with pytest.raises(ft.ConfigError, match="defines no 'Nope'"):
         ft.Task.from_file(data, signature=str(tmp_path / "triage_sig.py") + ":Nope")
+
+
+def test_ask_takes_a_signature_file_the_question_filling_its_first_input(tmp_path):
+    (tmp_path / "triage_sig.py").write_text(NESTED)
+    res = cli("ask", "Urgent: refund", "--signature", "triage_sig.py:Triage", "--input", "body=charged twice",
+              "--layout", "direct", *MODEL, "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    outputs = json.loads(res.stdout)["outputs"]
+    assert outputs["category"] == "billing" and outputs["details"]["urgent"] is True
+    res = cli("ask", "x", "--signature", "triage_sig.py:Triage", "--output", "a:int", *MODEL, cwd=tmp_path)
+    assert res.returncode == 1 and "--output is for a question without --signature" in res.stderr
