@@ -115,3 +115,20 @@ def test_a_killed_parallel_run_resumes_with_every_row_once(tmp_path):
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*), COUNT(DISTINCT row_key) FROM results").fetchone() == (16, 16)
         assert con.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 16
+
+
+def test_a_rows_prompt_is_split_the_same_whatever_rows_run_beside_it(smol4):
+    """llama.cpp's logits depend on how a prompt is split between decode calls, so the shared prefix an arm's
+    rows reuse ends where the last message's text starts: beside copies of itself or beside other rows, a row's
+    own part is the same tokens (measured on Qwen, another split changed replies). One row alone goes the
+    one-at-a-time path."""
+    p = ft.Predictor(Arithmetic, layout="direct", model=smol4)
+    lengths = {}
+    for name, questions in (("copies", QUESTIONS[:1] * 4), ("others", QUESTIONS[:4]),
+                            ("alike", ["What is 12 times 3?", "What is 12 times 4?"])):
+        p.batch([{"question": q} for q in questions])
+        lengths[name] = len(smol4.decoder().prefix)
+    prompt, _ = smol4.prompt_tokens(p.messages(question=QUESTIONS[0]))
+    own = smol4.llm.detokenize(prompt[lengths["copies"]:]).decode()
+    assert len(set(lengths.values())) == 1, lengths
+    assert own.startswith("question: " + QUESTIONS[0]), own  # the row's own part: its last message's text on

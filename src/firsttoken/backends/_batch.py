@@ -3,7 +3,9 @@
 Used by ``LlamaCpp(parallel=N)``. Its own context (llama-cpp-python's ``Llama`` decodes one sequence):
 ``n_seq_max = N + 1`` (N row slots and one sequence holding a shared prefix). Jobs come in groups (e.g.
 the arms of an experiment): a group's shared prefix (system prompt, demos) is evaluated once and copied
-into each of its rows' slots (``llama_memory_seq_cp``); groups are taken whole, those with the highest
+into each of its rows' slots (``llama_memory_seq_cp``), at most ``Job.shared`` tokens of it (LlamaCpp: up to
+where the last message's text starts, so a row's own part, and so its logits, never depend on the rows
+beside it); groups are taken whole, those with the highest
 token limit first (longest first: the tail of the batch, where slots empty, holds the shortest rows), so
 while one group's last rows finish, the next group's rows already fill the freed slots. Continuous batching: a finished row frees its slot and the next row starts
 there at once (its own prompt tokens in a llama_decode of their own, then it joins the shared steps).
@@ -48,6 +50,7 @@ class Job:
     guide: Any = None  # a Guide (constrained) or None
     ignore_eos: bool = False  # run to max_tokens (benchmarks of the decode rate)
     group: Any = None  # jobs of one group share a prompt prefix (e.g. an arm's system prompt and demos)
+    shared: int | None = None  # at most this many prompt tokens may be the group's shared prefix
 
 
 @dataclass
@@ -155,7 +158,8 @@ class BatchDecoder:
         prefixes: dict[Any, list[int]] = {}
         for g in first:
             prompts = [j.prompt for j in jobs if j.group == g]
-            prefixes[g] = _common_prefix(prompts)[: max(0, min(map(len, prompts)) - 1)]  # >= 1 own token a row
+            most = min(len(j.prompt) if j.shared is None else j.shared for j in jobs if j.group == g)
+            prefixes[g] = common_prefix(prompts)[: max(0, min(most, min(map(len, prompts)) - 1))]  # >= 1 own token
         # pooled cells (unified cache only): live rows may still hold any group's prefix
         capacity = self.n_ctx - sum(map(len, prefixes.values())) if self.unified else None
         # Groups whose rows may run longest first (their token limit: a reasoning arm's is its budget plus the
@@ -308,7 +312,7 @@ class BatchDecoder:
 _TAIL = 16  # tokens; a stop text longer than this would be missed
 
 
-def _common_prefix(prompts: list[list[int]]) -> list[int]:
+def common_prefix(prompts: list[list[int]]) -> list[int]:
     first = prompts[0]
     n = len(first)
     for p in prompts[1:]:

@@ -31,7 +31,7 @@ from .._errors import (BackendError, ConfigError, ConstraintError, ContextOverfl
                        ModelNotFoundError)
 from .._options import GenerateOptions
 from ..layouts import Constraint
-from ._batch import BatchDecoder, Job
+from ._batch import BatchDecoder, Job, common_prefix
 from ._guide import Guide
 
 _CLOSE_SLACK = 16  # tokens allowed for the region's closer on top of the budgets
@@ -193,15 +193,21 @@ class LlamaCpp(BackendBase):
             yield from run_batch(self, requests)
             return
         jobs, at = [], []
+        shared: dict[str, list[int]] = {}  # group -> the prompt of its messages with an empty last one
         for i, r in enumerate(requests):
+            group = json.dumps(r.messages[:-1])  # rows with the same system prompt and demos
             try:
                 prompt, stop = self.prompt_tokens(r.messages)
+                if group not in shared:
+                    shared[group] = self.prompt_tokens([*r.messages[:-1], {**r.messages[-1], "content": ""}])[0]
                 guide = self.guide(r.constraint, r.options, own=True) if r.constraint is not None else None
             except FirstTokenError as e:
                 yield i, e
                 continue
+            # The row's own part starts where its last message's text does, whatever rows run beside it: the
+            # logits depend on how a prompt is split between decode calls, so the split must not.
             jobs.append(Job(prompt, self._max_tokens(r.constraint, r.options), r.options, stop, guide,
-                            group=json.dumps(r.messages[:-1])))  # rows with the same system prompt and demos
+                            group=group, shared=len(common_prefix([prompt, shared[group]]))))
             at.append(i)
         if not jobs:
             return
