@@ -150,10 +150,13 @@ class FaultProxy:
             with socket.create_connection((self.upstream_host, self.upstream_port)) as up:
                 up.sendall(request)
                 response = self._read_request(up)  # head and Content-Length body, like a request
+            # The client must not reuse this connection either: without "connection: close" it may send its
+            # next request on it while the close is still on its way (a race that loaded machines lose).
+            head, _, body = response.partition(b"\r\n\r\n")
+            head = b"\r\n".join(ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:"))
             if fault == "truncate":
-                head, _, body = response.partition(b"\r\n\r\n")
-                response = head + b"\r\n\r\n" + body[: len(body) // 2]
-            conn.sendall(response)
+                body = body[: len(body) // 2]
+            conn.sendall(head + b"\r\nconnection: close\r\n\r\n" + body)
 
 
 def llama_server_binary() -> str:
