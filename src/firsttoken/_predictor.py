@@ -37,13 +37,13 @@ class Predictor:
                               hint="rename the input field")
         self.signature = signature
         self.layout = get_layout(layout, syntax)
+        named = signature.reasoning_field()
         # A reasoning field (``thoughts: str`` first) is the layout's reasoning region where it has one.
-        self.reasoning_field = signature.reasoning_field() if self.layout.has_reasoning else None
-        self.layout_signature = signature.without_reasoning() if self.reasoning_field else signature
+        self.reasoning_field = named if self.layout.has_reasoning else None
+        self.layout_signature = layout_signature(signature, self.layout)
         self.layout.check(self.layout_signature)
         self.model = model
         self.demos = list(demos or [])
-        named = signature.reasoning_field()
         if named:  # a demo's reasoning field and its reasoning are one text (a demos file has "reasoning")
             self.demos = [{**d, named: d.get(named, d.get("reasoning") or ""),
                            "reasoning": d.get("reasoning", d.get(named))} for d in self.demos]
@@ -133,6 +133,12 @@ class Predictor:
                 reasoning = 0
         reasoning = min(reasoning, completion)
         return Usage(prompt, reasoning, completion - reasoning, gen.seconds, estimated)
+
+
+def layout_signature(signature: type[Signature], layout: Layout) -> type[Signature]:
+    """The signature as ``layout`` sees it: without its reasoning field where the layout has a reasoning
+    region (the region is that field)."""
+    return signature.without_reasoning() if layout.has_reasoning else signature
 
 
 def completed_many(work: list[tuple[Predictor, dict[str, Any]]]) -> Iterator[tuple[int, Prediction | FirstTokenError]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import typing
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass, field as dc_field, replace
 from typing import Any, ClassVar
 
 from . import _types
@@ -136,12 +136,8 @@ class Signature:
         if name is None:
             return cls
         desc = cls.output_fields[name].desc
-        outs = {n: f for n, f in cls.output_fields.items() if n != name}
         instructions = cls.instructions + (f"\n\nBefore the answer, reason ({name}): {desc}" if desc else "")
-        return cls.make(cls.__name__, instructions, {n: f.annotation for n, f in cls.input_fields.items()},
-                        {n: f.annotation for n, f in outs.items()},
-                        {n: f.desc for n, f in {**cls.input_fields, **outs}.items()},
-                        {n: f.labels for n, f in outs.items() if f.labels})
+        return cls._remade(instructions, {n: f for n, f in cls.output_fields.items() if n != name})
 
     @classmethod
     def with_labels(cls, name: str, labels: list[str], descriptions: dict[str, str] | None = None) -> type[Signature]:
@@ -150,11 +146,17 @@ class Signature:
         if cls.output_fields[name].annotation is not str:
             raise ConfigError(f"--labels: {cls.__name__}.{name} is not a str output",
                               hint="labels replace only a str output; a Literal or Enum already has its own")
-        fields = {n: (typing.Literal[tuple(labels)] if n == name else f.annotation)  # type: ignore[misc]
-                  for n, f in cls.output_fields.items()}
-        return cls.make(cls.__name__, cls.instructions, {n: f.annotation for n, f in cls.input_fields.items()},
-                        fields, {n: f.desc for n, f in {**cls.input_fields, **cls.output_fields}.items()},
-                        {n: (descriptions or {}) if n == name else f.labels for n, f in cls.output_fields.items()})
+        chosen = replace(cls.output_fields[name], annotation=typing.Literal[tuple(labels)],  # type: ignore[misc]
+                         labels=dict(descriptions or {}))
+        return cls._remade(cls.instructions, {n: chosen if n == name else f for n, f in cls.output_fields.items()})
+
+    @classmethod
+    def _remade(cls, instructions: str, outputs: dict[str, Field]) -> type[Signature]:
+        """This signature's name and inputs with these instructions and outputs."""
+        return cls.make(cls.__name__, instructions, {n: f.annotation for n, f in cls.input_fields.items()},
+                        {n: f.annotation for n, f in outputs.items()},
+                        {n: f.desc for n, f in {**cls.input_fields, **outputs}.items()},
+                        {n: f.labels for n, f in outputs.items() if f.labels})
 
     @classmethod
     def notes(cls) -> list[str]:

@@ -13,12 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .._errors import ConfigError
 from .._text import markup, terminal_safe
 from ..backends import with_parallel
-from ..experiments import Store, evaluate, file_task, load_demos, summarize
+from ..experiments import Store, evaluate, load_demos, summarize
 from ..experiments._report import html_page, markdown
 from ..experiments._predict import same_file
 from ..experiments._runner import Arm
 from ..experiments._summary import arm_label
-from ..experiments._tasks import Task
+from ..experiments._tasks import Task, column_map, read_label_descriptions
 from ._app import app, err, out
 
 
@@ -137,23 +137,12 @@ def build_task(task: str | None, data: str | None, inputs: str | None, output: s
     if inputs and signature:
         raise ConfigError("--inputs names columns of a task without --signature",
                           hint="with --signature, map fields with --input FIELD=COLUMN")
-    cols: list[str] | dict[str, str] | None = mapped if signature else {**(mapped or {}), **(
-        _columns(_csv(inputs) or []))}
+    cols: list[str] | dict[str, str] | None = mapped if signature else {**mapped, **column_map(_csv(inputs) or [])}
     out: str | dict[str, str] | None = pairs([output], "--output") if output and "=" in output else output
-    descriptions = None
-    if labels_file:
-        from ..experiments._tasks import read_label_descriptions
-
-        descriptions = read_label_descriptions(labels_file)
+    descriptions = read_label_descriptions(labels_file) if labels_file else None
     return Task.from_file(data, signature, cols, out, metric, labels=_csv(labels), labels_from=labels_from,
                           instructions=instructions, skip_bad_rows=skip_bad_rows, id_column=id_column,
                           output_type=output_type, label_descriptions=descriptions)
-
-
-def _columns(columns: list[str]) -> dict[str, str]:
-    from ..experiments._tasks import column_map
-
-    return column_map(columns)
 
 
 @app.command("eval")

@@ -27,7 +27,7 @@ from .._backend import Backend, enforcement
 from .._errors import BackendError, ConfigError, ParseError, UnreachableError
 from .._options import GenerateOptions
 from .._prediction import Prediction
-from .._predictor import Predictor, completed_many
+from .._predictor import Predictor, completed_many, layout_signature
 from .._text import redact
 from ..backends import check_spec, model_key, resolve, spec_enforcement
 from ..layouts import get_layout, layout_names
@@ -206,8 +206,7 @@ def evaluate(task: Task, models: Sequence[str | Backend], layouts: Sequence[str]
 def _enforced(arm: Arm, signature: type, backend: Backend | str) -> str | None:
     """What the arm's backend enforces of its constraint (None: nothing, prompt-only), before any call."""
     layout = get_layout(arm.layout, arm.syntax)
-    seen = signature.without_reasoning() if layout.has_reasoning else signature  # as the Predictor shows it
-    constraint = layout.constraint(seen) if arm.constrained else None
+    constraint = layout.constraint(layout_signature(signature, layout)) if arm.constrained else None
     return spec_enforcement(backend, constraint) if isinstance(backend, str) else enforcement(backend, constraint)
 
 

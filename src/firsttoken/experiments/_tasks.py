@@ -262,31 +262,40 @@ def _file_signature(task_name: str, instructions: str | None, inputs: list[str],
 def _known_labels(path: Path, good: list, bad: int, column: str, labels: list[str],
                   skip_bad_rows: bool) -> tuple[list, int]:
     folded = {lab.casefold() for lab in labels}
-    kept = []
-    for line_no, record in good:
-        if str(record[column]).casefold() not in folded:
-            if not skip_bad_rows:
-                raise DataError(f"{path}:{line_no}: label {record[column]!r} in column {column!r} is not one "
-                                f"of the {len(labels)} categories", hint="add it to --labels, or fix the row")
-            bad += 1
-            continue
-        kept.append((line_no, record))
-    return kept, bad
+
+    def problem(record: dict[str, Any]) -> tuple[str, str] | None:
+        if str(record[column]).casefold() in folded:
+            return None
+        return (f"label {record[column]!r} in column {column!r} is not one of the {len(labels)} categories",
+                "add it to --labels, or fix the row")
+    return _kept(path, good, bad, skip_bad_rows, problem)
 
 
 def _typed_answers(path: Path, good: list, bad: int, column: str, tp: Any, skip_bad_rows: bool) -> tuple[list, int]:
     """Rows whose expected answer reads as ``tp`` (``--output-type int|float|bool``)."""
-    kept = []
-    for line_no, record in good:
+    def problem(record: dict[str, Any]) -> tuple[str, str] | None:
         try:
             _types.from_plain(tp, str(record[column]).strip(), column)
         except ValueError:
-            if not skip_bad_rows:
-                raise DataError(f"{path}:{line_no}: expected answer {record[column]!r} in column {column!r} is not "
-                                f"a {tp.__name__}", hint="fix the row, or choose another --output-type") from None
+            return (f"expected answer {record[column]!r} in column {column!r} is not a {tp.__name__}",
+                    "fix the row, or choose another --output-type")
+        return None
+    return _kept(path, good, bad, skip_bad_rows, problem)
+
+
+def _kept(path: Path, good: list, bad: int, skip_bad_rows: bool,
+          problem: Callable[[dict[str, Any]], tuple[str, str] | None]) -> tuple[list, int]:
+    """The (line, record) pairs without a ``problem`` (message, hint), and the bad count: a problem is one
+    DataError naming the line, or with ``skip_bad_rows`` one more bad row."""
+    kept = []
+    for line_no, record in good:
+        found = problem(record)
+        if found is None:
+            kept.append((line_no, record))
+        elif skip_bad_rows:
             bad += 1
-            continue
-        kept.append((line_no, record))
+        else:
+            raise DataError(f"{path}:{line_no}: {found[0]}", hint=found[1])
     return kept, bad
 
 
