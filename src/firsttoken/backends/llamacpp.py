@@ -10,12 +10,15 @@ differs, so consecutive calls that share a system prompt (instruction, categorie
 llama.cpp's logits are not bit-identical across batch splits, so a greedy reply can depend slightly on the
 call before it: the same calls in the same order reproduce exactly, a different predecessor can change the
 wording and, less often, the answer.
-Does not handle: batched decoding, several sequences at once, GPU settings beyond ``**llama_kwargs``.
+``parallel=N`` decodes up to N rows together (``_batch``); ``batch_invariant=True`` chooses kernels whose sums
+do not depend on the batch (``_kernels``), so a row's reply is the same alone, batched or after any other row.
+Does not handle: GPU settings beyond ``**llama_kwargs``.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import time
@@ -31,6 +34,7 @@ from .._errors import (BackendError, ConfigError, ConstraintError, ContextOverfl
                        ModelNotFoundError)
 from .._options import GenerateOptions
 from ..layouts import Constraint
+from . import _kernels
 from ._batch import BatchDecoder, Job, common_prefix
 from ._guide import Guide
 
@@ -86,18 +90,24 @@ class LlamaCpp(BackendBase):
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, llm: Any = None, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0, verbose: bool = False, label: str | None = None,
-                 parallel: int = 1, **llama_kwargs: Any):
+                 parallel: int = 1, batch_invariant: bool = False, **llama_kwargs: Any):
         if (model_path is None) == (llm is None):
             raise ConfigError("LlamaCpp needs exactly one of model_path=... or llm=...",
                               hint="LlamaCpp('model.gguf') or LlamaCpp(llm=llama_cpp.Llama(...))")
+        if batch_invariant and llm is not None:
+            raise ConfigError("batch_invariant=True needs firsttoken to load the model: its weights must not be "
+                              "repacked, and a Llama you built may have been",
+                              hint="LlamaCpp('model.gguf', batch_invariant=True)")
+        _kernels.tiled_kernel_off(required=batch_invariant)
         if llm is None:
             path = Path(model_path).expanduser()
             check_gguf(path)
             llama_cpp = _import_llama_cpp()
             threads = n_threads or physical_cores()
             try:
-                llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
-                                      n_threads_batch=threads, seed=seed, verbose=verbose, **llama_kwargs)
+                with _kernels.without_repack(llama_cpp) if batch_invariant else contextlib.nullcontext():
+                    llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
+                                          n_threads_batch=threads, seed=seed, verbose=verbose, **llama_kwargs)
             except (ValueError, RuntimeError, OSError) as e:
                 raise ModelNotFoundError(f"llama.cpp could not load {path}: {e}",
                                          hint="the file is truncated or corrupt: reinstall or re-download it") from None
@@ -105,8 +115,9 @@ class LlamaCpp(BackendBase):
         if parallel < 1:
             raise ConfigError(f"parallel={parallel}: must be 1 or more", hint="parallel=1 decodes one row at a time")
         self.llm = llm
-        self.label = label or "llama.cpp model"
+        self.label = with_invariance(label or "llama.cpp model", batch_invariant)
         self.parallel = self.concurrency = parallel
+        self.batch_invariant = batch_invariant
         self.n_ctx, self.n_threads = n_ctx, n_threads or physical_cores()
         self._decoder: Any = None
         self._tokenizer: llguidance.LLTokenizer | None = None
@@ -120,14 +131,19 @@ class LlamaCpp(BackendBase):
         """A GGUF from a Hugging Face repo through llama-cpp-python (needs network and huggingface-hub)."""
         llama_cpp = _import_llama_cpp()
         n_threads = kwargs.pop("n_threads", None) or physical_cores()
+        batch_invariant = kwargs.pop("batch_invariant", False)
+        _kernels.tiled_kernel_off(required=batch_invariant)
         try:
-            llm = llama_cpp.Llama.from_pretrained(repo_id, filename, n_ctx=kwargs.pop("n_ctx", 4096),
-                                                  n_threads=n_threads, n_threads_batch=n_threads,
-                                                  verbose=kwargs.pop("verbose", False), **kwargs)
+            with _kernels.without_repack(llama_cpp) if batch_invariant else contextlib.nullcontext():
+                llm = llama_cpp.Llama.from_pretrained(repo_id, filename, n_ctx=kwargs.pop("n_ctx", 4096),
+                                                      n_threads=n_threads, n_threads_batch=n_threads,
+                                                      verbose=kwargs.pop("verbose", False), **kwargs)
         except Exception as e:  # network, hub and file errors all arrive here
             raise ModelNotFoundError(f"could not fetch {repo_id}/{filename}: {e}",
                                      hint="needs network access and `pip install huggingface-hub`") from None
-        return cls(llm=llm, label=f"{repo_id}/{filename}")
+        backend = cls(llm=llm, label=with_invariance(f"{repo_id}/{filename}", batch_invariant))
+        backend.batch_invariant = batch_invariant  # loaded here, without repacking
+        return backend
 
     # --- tokens -----------------------------------------------------------------------------------
     @property
@@ -311,17 +327,25 @@ def _processor_list(processors: list[Any]) -> Any:
     return _import_llama_cpp().LogitsProcessorList(processors)
 
 
-# --- `--model NAME[?parallel=N]` (a packaged model) or `PATH.gguf[?parallel=N]`: the default entry --------
-def _parse(spec: str) -> tuple[str, int]:
-    """(model name or path, parallel) from a local spec."""
+# --- `--model NAME[?parallel=N&batch_invariant=1]` (a packaged model) or `PATH.gguf[?...]`: the default entry ------
+_SPEC_OPTIONS = {"parallel": "N >= 1", "batch_invariant": "0 or 1"}
+
+
+def _parse(spec: str) -> tuple[str, dict[str, Any]]:
+    """(model name or path, LlamaCpp options) from a local spec."""
     name, sep, query = spec.partition("?")
-    if not sep:
-        return spec, 1
-    key, _, value = query.partition("=")
-    if key != "parallel" or not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"model {spec!r}: the only option of a local model is parallel=N (N >= 1)",
-                          hint="e.g. --model smollm2-135m?parallel=8")
-    return name, int(value)
+    options: dict[str, Any] = {}
+    for part in query.split("&") if sep else []:
+        key, _, value = part.partition("=")
+        if key == "parallel" and value.isdigit() and int(value) >= 1:
+            options[key] = int(value)
+        elif key == "batch_invariant" and value in ("0", "1"):
+            options[key] = value == "1"
+        else:
+            raise ConfigError(f"model {spec!r}: {part!r} is not an option of a local model "
+                              f"({', '.join(f'{k}={v}' for k, v in _SPEC_OPTIONS.items())})",
+                              hint="e.g. --model smollm2-135m?parallel=8")
+    return name, options
 
 
 def check_spec(spec: str) -> Path:
@@ -340,11 +364,17 @@ def check_spec(spec: str) -> Path:
 
 
 def from_spec(spec: str) -> LlamaCpp:
-    name, parallel = _parse(spec)
-    return LlamaCpp(check_spec(spec), label=name, parallel=parallel)
+    name, options = _parse(spec)
+    return LlamaCpp(check_spec(spec), label=name, **options)
 
 
 def spec_key(spec: str) -> str:
-    """A local model's identity is its name or path: ``parallel`` changes how rows are scheduled, not the
-    model (its replies differ only as llama.cpp's batch splits make greedy text differ)."""
-    return _parse(spec)[0]
+    """A local model's identity is its name or path, and ``batch_invariant=1`` (other kernels: results made with
+    them are kept apart). ``parallel`` changes how rows are scheduled, not the model (its replies differ only as
+    llama.cpp's kernels make greedy text differ with the batch), so it is not part of it."""
+    name, options = _parse(spec)
+    return with_invariance(name, options.get("batch_invariant", False))
+
+
+def with_invariance(label: str, batch_invariant: bool) -> str:
+    return f"{label}?batch_invariant=1" if batch_invariant else label
