@@ -1,10 +1,14 @@
 """Batched local decoding against one row at a time, measured side by side in one run (an idle machine!).
 
-    python bench/eval_throughput.py --model smollm2-135m [--parallel 4] [--rows 24] [--peer LLAMA_SERVER] [--json]
+    python bench/eval_throughput.py --model smollm2-135m [--parallel 4] [--rows 24] [--peer LLAMA_SERVER]
+                                    [--batch-invariant] [--json]
 
-(a) The ceiling: N sequences stepping together (one token each per llama_decode, greedy, no grammar, a
-    shared prompt copied into each, run to a fixed length) against one sequence, for N = 1, 4, 8, 16, 32;
-    with one KV stream per row (what LlamaCpp(parallel=N) uses) and, for contrast, one unified cache.
+GGML_CPU_TILED_MM=1 in the environment measures with ggml's tiled K-quant kernel on (firsttoken turns it off).
+
+(a) The ceiling: the decode rate of N sequences stepping together (one token each per llama_decode, greedy,
+    no grammar, a shared prompt copied into each, run to a fixed length; the seconds of the steps, not of the
+    prompt) against one sequence, for N = 1, 4, 8, 16, 32; with one KV stream per row (what
+    LlamaCpp(parallel=N) uses) and, for contrast, one unified cache.
 (b) The same grid (generated arithmetic, 3-5 steps, direct / thoughts_first / work_then_answer, constrained;
     every layout's rows in one batch, as `eval` runs a model's arms) run one row at a time and with
     parallel=N: rows per minute each, their ratio, the ratio as a share of the ceiling at N and of the
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,12 +33,14 @@ import time
 STORY = [{"role": "user", "content": "Write a long, detailed story about a robot who learns to paint."}]
 
 
-def ceiling(model: str, ns: list[int], steps: int, unified: bool, messages: list | None = None) -> dict[int, float]:
-    """Aggregate generated tokens per second of N sequences stepping together."""
+def ceiling(model: str, ns: list[int], steps: int, unified: bool, messages: list | None = None,
+            **load: object) -> dict[int, float]:
+    """Aggregate decode rate of N sequences stepping together: generated tokens per second of the steps (the
+    prompt's evaluation, once for N = 1 and shared by the N rows otherwise, is not decoding)."""
     import firsttoken as ft
     from firsttoken.backends._batch import BatchDecoder, Job
 
-    backend = ft.load(model)
+    backend = ft.load(model, **load)
     prompt, _ = backend.prompt_tokens(messages or STORY)
     rates = {}
     for n in ns:
@@ -42,13 +49,13 @@ def ceiling(model: str, ns: list[int], steps: int, unified: bool, messages: list
         jobs = [Job(prompt, steps, ft.GenerateOptions(), [], ignore_eos=True) for _ in range(n)]
         start = time.perf_counter()
         outs = list(decoder.run(jobs))
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start - decoder.stats["prompt_s"]
         rates[n] = sum(g.completion_tokens for _, g in outs) / seconds
         decoder.close()
     return rates
 
 
-def grid(model: str, parallel: int, rows: int, peer: str | None = None) -> dict:
+def grid(model: str, parallel: int, rows: int, peer: str | None = None, **load: object) -> dict:
     """The grid one row at a time and with ``parallel``: seconds, outcomes, the grammar's share; with ``peer``
     (a llama-server binary), also through llama.cpp's own server with 1 and ``parallel`` slots."""
     import firsttoken as ft
@@ -58,7 +65,7 @@ def grid(model: str, parallel: int, rows: int, peer: str | None = None) -> dict:
     inputs = [r.inputs for r in task.all_rows[:rows]]
     out: dict = {"rows": len(inputs), "layouts": ["direct", "thoughts_first", "work_then_answer"]}
     results = {}
-    for mode, backend in (("sequential", ft.load(model)), ("batched", ft.load(model, parallel=parallel))):
+    for mode, backend in (("sequential", ft.load(model, **load)), ("batched", ft.load(model, parallel=parallel, **load))):
         preds, seconds, predictors = _run_grid(backend, task, inputs, out["layouts"])
         per_layout = _per_layout(preds, task, inputs, out["layouts"])
         results[mode] = per_layout
@@ -153,10 +160,10 @@ def _outcome(pred, expected) -> tuple[str, object]:
     return "valid", ("right" if pred.answer == expected else "wrong", pred.answer)
 
 
-def peak_memory(model: str, parallel: int) -> float:
+def peak_memory(model: str, parallel: int, **load: object) -> float:
     """GB of peak RSS of a subprocess that loads the model and decodes a batch with ``parallel``."""
     code = (f"import firsttoken as ft, resource; from firsttoken.tasks import get_task; "
-            f"t = get_task('arithmetic:3-5:4'); b = ft.load({model!r}, parallel={parallel}); "
+            f"t = get_task('arithmetic:3-5:4'); b = ft.load({model!r}, parallel={parallel}, **{load!r}); "
             f"ft.Predictor(t.signature, layout='thoughts_first', model=b, max_thinking_tokens=64)"
             f".batch([r.inputs for r in t.all_rows[:{max(parallel, 4)}]]); "
             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
@@ -174,32 +181,38 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: unified, grid, memory")
     ap.add_argument("--peer", metavar="LLAMA_SERVER", help="also run the grid through this llama-server binary "
                     "(scripts/build_llama_server.sh builds it) with 1 and --parallel slots, schema_mode=gbnf")
+    ap.add_argument("--batch-invariant", action="store_true", help="load the model with batch_invariant=True "
+                    "(kernels whose sums do not depend on the batch: see the README)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ns = [int(x) for x in args.ns.split(",")]
     skip = set(filter(None, args.skip.split(",")))
-    report: dict = {"model": args.model, "parallel": args.parallel}
-    rates = ceiling(args.model, ns, args.steps, unified=False)
+    load = {"batch_invariant": True} if args.batch_invariant else {}
+    report: dict = {"model": args.model, "parallel": args.parallel, **load,
+                    "GGML_CPU_TILED_MM": os.environ.get("GGML_CPU_TILED_MM", "0 (firsttoken's default)")}
+    rates = ceiling(args.model, ns, args.steps, unified=False, **load)
     report["ceiling"] = {n: {"tokens_per_s": r, "x": r / rates[ns[0]]} for n, r in rates.items()}
     if "unified" not in skip:
-        u = ceiling(args.model, ns, args.steps, unified=True)
+        u = ceiling(args.model, ns, args.steps, unified=True, **load)
         report["ceiling_unified"] = {n: {"tokens_per_s": r, "x": r / rates[ns[0]]} for n, r in u.items()}
     if "grid" not in skip:
-        g = grid(args.model, args.parallel, args.rows, args.peer)
+        g = grid(args.model, args.parallel, args.rows, args.peer, **load)
         g["share_of_ceiling"] = g["ratio"] / report["ceiling"].get(args.parallel, {"x": float("nan")})["x"]
         # the ceiling at the grid's own shape: its prompt, its mean reply length (attention spans longer rows)
         steps = max(1, round(g["mean_completion_tokens"]))
-        shaped = ceiling(args.model, [1, args.parallel], steps, unified=False, messages=g.pop("prompt_messages"))
+        shaped = ceiling(args.model, [1, args.parallel], steps, unified=False, messages=g.pop("prompt_messages"),
+                         **load)
         g["ceiling_shaped"] = {"steps": steps, "x": shaped[args.parallel] / shaped[1],
                                "tokens_per_s": {n: r for n, r in shaped.items()}}
         g["share_of_shaped"] = g["ratio"] / g["ceiling_shaped"]["x"]
         report["grid"] = g
     if "memory" not in skip:
-        report["peak_memory_gb"] = {p: peak_memory(args.model, p) for p in (1, 4, 8, 16)}
+        report["peak_memory_gb"] = {p: peak_memory(args.model, p, **load) for p in (1, 4, 8, 16)}
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"model {args.model}; ceiling: N sequences stepping together, {args.steps} tokens each, vs one")
+    print(f"model {args.model}{' (batch_invariant)' if load else ''}, GGML_CPU_TILED_MM={report['GGML_CPU_TILED_MM']}; "
+          f"ceiling: the decode rate of N sequences stepping together, {args.steps} tokens each, vs one")
     for key in ("ceiling", "ceiling_unified"):
         if key in report:
             print(f"  {'one KV stream per row' if key == 'ceiling' else 'unified KV cache    '}: " +
