@@ -15,8 +15,8 @@ stepped slower than 4 on this 2-core machine (bench/eval_throughput.py, see the 
 
 * ``tiled_kernel_off()``: ``GGML_CPU_TILED_MM=0`` for the process, unless the user set it. ggml reads it once,
   at the first matrix product, so it must be set before any model computes.
-* ``without_repack()``: loads a model with llama.cpp's ``use_extra_bufts`` off (llama-cpp-python's ``Llama``
-  has no argument for it). With the tiled kernel off as well, every product is one dot product per row whatever
+* ``loading(llama_cpp, batch_invariant)``: around a model's load, the above and, with ``batch_invariant``,
+  llama.cpp's ``use_extra_bufts`` off (llama-cpp-python's ``Llama`` has no argument for it). With the tiled kernel off as well, every product is one dot product per row whatever
   the batch: ``LlamaCpp(batch_invariant=True)``.
 
 Does not handle: llamafile's kernels (compiled in; they serve F16, BF16, Q8_0, Q4_0, Q5_0 and IQ4_NL weights
@@ -47,9 +47,14 @@ def tiled_kernel_off(required: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def without_repack(llama_cpp: Any) -> Iterator[None]:
-    """While a ``Llama`` is made inside this block, its weights are not repacked (``use_extra_bufts`` off):
-    ``Llama`` takes its model parameters from ``llama_model_default_params()``, swapped here for the load."""
+def loading(llama_cpp: Any, batch_invariant: bool) -> Iterator[None]:
+    """Around a model's load: the tiled kernel off and, with ``batch_invariant``, weights not repacked
+    (``use_extra_bufts`` off). ``Llama`` has no argument for it and takes its model parameters from
+    ``llama_model_default_params()``, so that function is swapped for the load."""
+    tiled_kernel_off(required=batch_invariant)
+    if not batch_invariant:
+        yield
+        return
     module = llama_cpp.llama_cpp
     original = module.llama_model_default_params
 

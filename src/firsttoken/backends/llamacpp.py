@@ -18,7 +18,6 @@ Does not handle: GPU settings beyond ``**llama_kwargs``.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import json
 import os
 import time
@@ -98,20 +97,21 @@ class LlamaCpp(BackendBase):
             raise ConfigError("batch_invariant=True needs firsttoken to load the model: its weights must not be "
                               "repacked, and a Llama you built may have been",
                               hint="LlamaCpp('model.gguf', batch_invariant=True)")
-        _kernels.tiled_kernel_off(required=batch_invariant)
         if llm is None:
             path = Path(model_path).expanduser()
             check_gguf(path)
             llama_cpp = _import_llama_cpp()
             threads = n_threads or physical_cores()
-            try:
-                with _kernels.without_repack(llama_cpp) if batch_invariant else contextlib.nullcontext():
+            with _kernels.loading(llama_cpp, batch_invariant):
+                try:
                     llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
                                           n_threads_batch=threads, seed=seed, verbose=verbose, **llama_kwargs)
-            except (ValueError, RuntimeError, OSError) as e:
-                raise ModelNotFoundError(f"llama.cpp could not load {path}: {e}",
-                                         hint="the file is truncated or corrupt: reinstall or re-download it") from None
+                except (ValueError, RuntimeError, OSError) as e:
+                    raise ModelNotFoundError(f"llama.cpp could not load {path}: {e}", hint="the file is truncated "
+                                             "or corrupt: reinstall or re-download it") from None
             label = label or path.name
+        else:
+            _kernels.tiled_kernel_off()  # before the caller's model computes here, if it has not yet
         if parallel < 1:
             raise ConfigError(f"parallel={parallel}: must be 1 or more", hint="parallel=1 decodes one row at a time")
         self.llm = llm
@@ -132,15 +132,14 @@ class LlamaCpp(BackendBase):
         llama_cpp = _import_llama_cpp()
         n_threads = kwargs.pop("n_threads", None) or physical_cores()
         batch_invariant = kwargs.pop("batch_invariant", False)
-        _kernels.tiled_kernel_off(required=batch_invariant)
-        try:
-            with _kernels.without_repack(llama_cpp) if batch_invariant else contextlib.nullcontext():
+        with _kernels.loading(llama_cpp, batch_invariant):
+            try:
                 llm = llama_cpp.Llama.from_pretrained(repo_id, filename, n_ctx=kwargs.pop("n_ctx", 4096),
                                                       n_threads=n_threads, n_threads_batch=n_threads,
                                                       verbose=kwargs.pop("verbose", False), **kwargs)
-        except Exception as e:  # network, hub and file errors all arrive here
-            raise ModelNotFoundError(f"could not fetch {repo_id}/{filename}: {e}",
-                                     hint="needs network access and `pip install huggingface-hub`") from None
+            except Exception as e:  # network, hub and file errors all arrive here
+                raise ModelNotFoundError(f"could not fetch {repo_id}/{filename}: {e}",
+                                         hint="needs network access and `pip install huggingface-hub`") from None
         backend = cls(llm=llm, label=with_invariance(f"{repo_id}/{filename}", batch_invariant))
         backend.batch_invariant = batch_invariant  # loaded here, without repacking
         return backend
