@@ -16,8 +16,9 @@ stepped slower than 4 on this 2-core machine (bench/eval_throughput.py, see the 
 * ``tiled_kernel_off()``: ``GGML_CPU_TILED_MM=0`` for the process, unless the user set it. ggml reads it once,
   at the first matrix product, so it must be set before any model computes.
 * ``loading(llama_cpp, batch_invariant)``: around a model's load, the above and, with ``batch_invariant``,
-  llama.cpp's ``use_extra_bufts`` off (llama-cpp-python's ``Llama`` has no argument for it). With the tiled kernel off as well, every product is one dot product per row whatever
-  the batch: ``LlamaCpp(batch_invariant=True)``.
+  llama.cpp's ``use_extra_bufts`` off (llama-cpp-python's ``Llama`` has no argument for it). With the tiled
+  kernel off as well, every product is one dot product per row whatever the batch:
+  ``LlamaCpp(batch_invariant=True)``.
 
 Does not handle: llamafile's kernels (compiled in; they serve F16, BF16, Q8_0, Q4_0, Q5_0 and IQ4_NL weights
 for two rows or more, and whether they add as the one-row kernel does is not measured here), GPU backends.
