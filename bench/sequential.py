@@ -22,8 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from firsttoken.experiments._confseq import fixed_n, pair_alpha  # noqa: E402
-from firsttoken.experiments._simulate import simulate  # noqa: E402
+from firsttoken.experiments import fixed_n, pair_alpha, simulate  # noqa: E402
 
 SCENARIOS = {
     "equal arms": ([0.6, 0.6], [100, 10]),

@@ -63,7 +63,7 @@ def slice_scope(db, model: str, name: str) -> tuple[str, list[str], set[str]]:
     slice's grid, and the rows its limit or sample takes from the task's current data (the rows `eval` was
     last given, in order)."""
     from firsttoken.experiments import build_grid
-    from firsttoken.experiments._tasks import sample_rows
+    from firsttoken.tasks import sample_rows
 
     s = SLICES[name]
     task = s["task"].split(":")[0]

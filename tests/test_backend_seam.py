@@ -16,35 +16,136 @@ from .test_eval import write_sums
 
 
 class Toy(ft.BackendBase):
-    """A whole backend in a few lines: sums "a+b" questions, in any JSON layout."""
+    """A whole backend in a few lines: sums "a+b" questions, in any JSON layout. Its spec is ``toy:NAME?offset=N``;
+    the default ``from_spec`` builds ``Toy(NAME)`` and sets ``options``."""
 
-    def __init__(self, offset: int = 0, label: str = "toy"):
-        self.offset, self.label = offset, label
+    name = "toy"
+
+    class Options(ft.BackendOptions):
+        offset: int = 0  # added to every answer (it changes replies: part of the model's identity)
+
+    options = Options()  # the default, for a Toy built directly
+
+    def __init__(self, target: str = "", label: str = "toy"):
+        self.target, self.label = target, label
 
     def generate(self, request):
         a, b = request.messages[-1]["content"].split(": ", 1)[1].split("+")
-        return ft.Generation(json.dumps({"answer": int(a) + int(b) + self.offset}))
+        return ft.Generation(json.dumps({"answer": int(a) + int(b) + self.options.offset}))
 
 
-def test_a_backend_is_one_module_and_one_registration_line(tmp_path, monkeypatch, restore_registries):
-    ft.register_backend("toy", Toy, from_spec=lambda rest: Toy(int(rest or 0), label=f"toy:{rest}"))
-    assert model_key("toy:0") == "toy:0" and isinstance(resolve("toy:1"), Toy)
+def test_a_backend_is_one_class_and_one_registration_line(tmp_path, monkeypatch, restore_registries):
+    ft.register_backend(Toy)
+    assert model_key("toy:a") == "toy:a" and model_key("toy:a?offset=0") == "toy:a"  # defaults are not identity
+    assert model_key("toy:a?offset=2") == "toy:a?offset=2"
+    built = resolve("toy:a?offset=2")
+    assert isinstance(built, Toy) and built.options.offset == 2 and built.label == "toy:a?offset=2"
     data = write_sums(tmp_path / "sums.jsonl", n=6)
     monkeypatch.chdir(tmp_path)
     from firsttoken.cli import app
 
     res = CliRunner().invoke(app, ["eval", "--data", str(data), "--inputs", "question", "--output", "answer",
-                                   "--metric", "numeric", "-m", "toy:0", "--layouts", "direct", "--quiet", "--json"])
+                                   "--metric", "numeric", "-m", "toy:a", "--layouts", "direct", "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     arm = json.loads(res.stdout)["arms"][0]
-    assert arm["model"] == "toy:0" and arm["n"] == 6 and arm["correct"] == 6
+    assert arm["model"] == "toy:a" and arm["n"] == 6 and arm["correct"] == 6
+
+
+def test_a_backend_option_is_one_field_reached_from_the_spec_and_from_a_flag(tmp_path, monkeypatch,
+                                                                              restore_registries):
+    """Adding an option to a backend is one field in its Options: ``?lie=1`` in the spec and ``--model-option
+    lie=1`` on eval, predict and ask reach it, typed; it is part of the model's identity (a new arm)."""
+
+    class Liar(Toy):
+        name = "liar"
+
+        class Options(Toy.Options):
+            lie: bool = False  # the one line that adds the option
+
+        def generate(self, request):
+            gen = super().generate(request)
+            return ft.Generation(json.dumps({"answer": json.loads(gen.text)["answer"] + self.options.lie}))
+
+    ft.register_backend(Liar)
+    data = write_sums(tmp_path / "sums.jsonl", n=4)
+    monkeypatch.chdir(tmp_path)
+    from firsttoken.cli import app
+
+    def eval_(*extra):
+        res = CliRunner().invoke(app, ["eval", "--data", str(data), "--inputs", "question", "--output", "answer",
+                                       "--metric", "numeric", "--layouts", "direct", "--quiet", "--json", *extra])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)["arms"]
+
+    honest = eval_("-m", "liar:x")[0]
+    by_spec = eval_("-m", "liar:x?lie=1")[0]
+    by_flag = eval_("-m", "liar:x", "--model-option", "lie=1")[0]
+    assert honest["correct"] == 4 and by_spec["correct"] == 0 and by_flag["correct"] == 0
+    assert by_spec["model"] == by_flag["model"] == "liar:x?lie=1" and by_spec["id"] == by_flag["id"] != honest["id"]
+    # typed: a value that is not a bool, or an option the backend lacks, is one line naming it
+    bad = CliRunner().invoke(app, ["eval", "--data", str(data), "--inputs", "question", "--output", "answer",
+                                   "-m", "liar:x?lie=maybe", "--layouts", "direct", "--quiet"])
+    assert bad.exit_code != 0 and "lie" in str(bad.exception) and "bool" in str(bad.exception)
+    with pytest.raises(ft.ConfigError, match="--model-option colour: no --model's backend has that option"):
+        ft.evaluate(ft.Task.from_file(data, inputs=["question"], output="answer"), ["liar:x"], ["direct"],
+                    model_options={"colour": "red"}, store=tmp_path / "n.db")
+    # predict applies the arm that was measured: an option that would change its model is refused
+    (tmp_path / "new.jsonl").write_text('{"question": "2+2"}\n')
+    res = CliRunner().invoke(app, ["predict", "--run", "runs/sums.db", "--arm", honest["id"], "--data", "new.jsonl",
+                                   "--out", "p.jsonl", "--model-option", "lie=1"])
+    assert res.exit_code != 0 and "would change the arm's model" in str(res.exception)
+    res = CliRunner().invoke(app, ["predict", "--run", "runs/sums.db", "--arm", by_flag["id"], "--data", "new.jsonl",
+                                   "--out", "p.jsonl"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "p.jsonl").read_text())["outputs"]["answer"] == 5  # 2+2, and the lie
+    res = CliRunner().invoke(app, ["ask", "3+4", "-m", "liar:x", "--model-option", "lie=1", "--layout", "direct",
+                                   "-o", "answer:int", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["outputs"]["answer"] == 8
+
+
+def test_a_backend_registered_by_class_runs_eval_predict_and_ask(tmp_path, monkeypatch, restore_registries):
+    ft.register_backend(Toy)
+    data = write_sums(tmp_path / "sums.jsonl", n=3)
+    monkeypatch.chdir(tmp_path)
+    from firsttoken.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "--data", str(data), "--inputs", "question", "--output", "answer",
+                                   "--metric", "numeric", "-m", "toy:t", "--layouts", "direct", "--quiet",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    assert [a["correct"] for a in json.loads(res.stdout)["arms"]] == [3]
+    (tmp_path / "new.csv").write_text("question\n5+6\n1+1\n")
+    res = CliRunner().invoke(app, ["predict", "--run", "runs/sums.db", "--arm", "1", "--data", "new.csv",
+                                   "--out", "p.jsonl"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["outputs"]["answer"] for line in (tmp_path / "p.jsonl").read_text().splitlines()] == [11, 2]
+    res = CliRunner().invoke(app, ["ask", "20+22", "-m", "toy:t", "--layout", "direct", "-o", "answer:int",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["outputs"]["answer"] == 42
+
+
+def test_a_registered_class_must_declare_its_spec(restore_registries):
+    class NoName(ft.BackendBase):
+        name = "not a prefix"
+
+    with pytest.raises(ft.ConfigError, match="no usable name"):
+        ft.register_backend(NoName)
+
+    class BadOptions(ft.BackendBase):
+        name = "bad"
+        Options = dict  # not a BackendOptions
+
+    with pytest.raises(ft.ConfigError, match="Options must subclass"):
+        ft.register_backend(BadOptions)
 
 
 def test_unknown_specs_name_the_registered_prefixes(restore_registries):
     with pytest.raises(ft.ModelNotFoundError, match="unknown model 'gpt-9'") as info:
         check_spec("gpt-9")
     assert "openai:" in info.value.hint and "scripted:" in info.value.hint
-    ft.register_backend("toy", Toy, from_spec=lambda rest: Toy())
+    ft.register_backend(Toy)
     with pytest.raises(ft.ModelNotFoundError) as info:
         check_spec("gpt-9")
     assert "toy:" in info.value.hint
@@ -53,7 +154,7 @@ def test_unknown_specs_name_the_registered_prefixes(restore_registries):
 class Slow(ft.BackendBase):
     """Finishes request i after (n - i) ticks: the last request is the first done."""
 
-    concurrency = 4
+    parallel = 4
 
     def generate(self, request):
         import time
@@ -110,6 +211,7 @@ class Batches(Toy):
 
     def __init__(self, label: str):
         super().__init__(label=label)
+
         self.batches: list[list[str]] = []
 
     def generate_batch(self, requests):

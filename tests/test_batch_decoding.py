@@ -136,16 +136,18 @@ def test_a_rows_prompt_is_split_the_same_whatever_rows_run_beside_it(smol4):
 
 
 def test_local_specs_take_parallel_and_batch_invariant():
-    from firsttoken.backends import model_key
-    from firsttoken.backends.llamacpp import _parse
+    from firsttoken.backends import model_key, parse_spec
 
-    assert _parse("smollm2-135m?parallel=4&batch_invariant=1") == ("smollm2-135m",
-                                                                     {"parallel": 4, "batch_invariant": True})
+    spec = parse_spec("smollm2-135m?parallel=4&batch_invariant=1")
+    assert (spec.backend, spec.target, spec.options.parallel, spec.options.batch_invariant) == (
+        ft.LlamaCpp, "smollm2-135m", 4, True)
     assert model_key("smollm2-135m?parallel=4&batch_invariant=0") == "smollm2-135m"
     # other kernels, other results: kept apart in a store (parallel is scheduling, not identity)
     assert model_key("smollm2-135m?batch_invariant=1&parallel=4") == "smollm2-135m?batch_invariant=1"
-    with pytest.raises(ft.ConfigError, match="'batch_invariant=yes' is not an option"):
-        _parse("smollm2-135m?batch_invariant=yes")
+    with pytest.raises(ft.ConfigError, match="option batch_invariant='maybe'.*bool"):
+        parse_spec("smollm2-135m?batch_invariant=maybe")
+    with pytest.raises(ft.ConfigError, match="unknown option 'paralel'"):
+        parse_spec("smollm2-135m?paralel=4")
 
 
 def test_batch_invariant_needs_a_model_firsttoken_loads_and_the_tiled_kernel_off(smol, monkeypatch):

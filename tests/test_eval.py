@@ -207,7 +207,7 @@ def test_python_api_returns_the_summary(tmp_path):
 
 def test_unreachable_server_stops_the_run_with_one_line(tmp_path):
     data = write_sums(tmp_path / "sums.jsonl", n=50)
-    spec = "openai:m@http://127.0.0.1:9/v1?unreachable_after=1&max_retries=20&concurrency=1"
+    spec = "openai:m@http://127.0.0.1:9/v1?unreachable_after=1&max_retries=20&parallel=1"
     start = time.time()
     res = cli(*eval_args(data, "-m", spec, "--layouts", "direct"), cwd=tmp_path)
     assert res.returncode == 1 and "unreachable" in res.stderr

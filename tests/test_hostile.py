@@ -52,7 +52,7 @@ def one_line(stderr: str) -> str:
 def test_1_a_malformed_body_is_that_rows_backend_error_and_the_run_goes_on(tmp_path, stub):
     proxy = FaultProxy(stub, plan=["malformed"] * 5)
     data = fours(tmp_path / "f.jsonl")
-    spec = f"openai:stub@{proxy.url}/v1?max_retries=0&concurrency=1"
+    spec = f"openai:stub@{proxy.url}/v1?max_retries=0&parallel=1"
     res = cli(*eval_args(data, "-m", spec, "--layouts", "direct"), cwd=tmp_path)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == ("5 row(s) ended in a backend error (see the backend err column); "
@@ -128,7 +128,7 @@ def test_2_ctrl_c_stops_with_130_and_the_same_command_resumes(tmp_path):
 def test_2_ctrl_c_abandons_server_calls_in_flight(tmp_path, stub):
     proxy = FaultProxy(stub, plan=["stall"] * 100, stall=600)
     data = fours(tmp_path / "f.jsonl")
-    args = eval_args(data, "-m", f"openai:stub@{proxy.url}/v1?concurrency=4&timeout=600", "--layouts", "direct")
+    args = eval_args(data, "-m", f"openai:stub@{proxy.url}/v1?parallel=4&timeout=600", "--layouts", "direct")
     code, stderr = _interrupt(args, {}, tmp_path, lambda: len(proxy.log) >= 4)
     assert code == 130 and "interrupted; rerun the same command to resume" in stderr  # not 600 s of waiting
     proxy.close()
@@ -300,7 +300,7 @@ def test_7_escape_sequences_and_markup_never_reach_the_terminal(tmp_path, stub):
 # 8 ---------------------------------------------------------------------------------------------------
 def test_8_retry_after_an_hour_ends_the_call_at_once(tmp_path, stub):
     proxy = FaultProxy(stub, plan=["429"], retry_after="3600")
-    res = cli(*eval_args(fours(tmp_path / "f.jsonl", 2), "-m", f"openai:stub@{proxy.url}/v1?concurrency=1",
+    res = cli(*eval_args(fours(tmp_path / "f.jsonl", 2), "-m", f"openai:stub@{proxy.url}/v1?parallel=1",
                          "--layouts", "direct"), cwd=tmp_path)
     assert res.returncode == 1 and outcomes(tmp_path / "runs" / "f.db") == ["backend_error", "correct"]
     with sqlite3.connect(tmp_path / "runs" / "f.db") as con:
@@ -318,7 +318,7 @@ def test_9_a_server_that_rejects_json_schema_stops_the_run_at_once_naming_the_mo
     proc, url = start_llama_server(ft.load("smollm2-135m").llm.model_path)
     proxy = FaultProxy(url)
     try:
-        res = cli(*eval_args(fours(tmp_path / "f.jsonl", 10), "-m", f"openai:smol@{proxy.url}/v1?concurrency=1",
+        res = cli(*eval_args(fours(tmp_path / "f.jsonl", 10), "-m", f"openai:smol@{proxy.url}/v1?parallel=1",
                              "--layouts", "direct"), cwd=tmp_path)
         line = one_line(res.stderr)
         assert res.returncode == 1 and "the server rejects schema_mode 'json_schema' (HTTP 500" in line

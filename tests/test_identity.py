@@ -177,7 +177,7 @@ def test_options_that_cannot_change_a_reply_make_no_new_arm_and_no_call(tmp_path
         assert arm(first)["n"] == 6
         db = tmp_path / "runs" / "reviews.db"
         before = store_rows(db)
-        for spec in (f"{base}?concurrency=16", f"{base}?max_retries=8&timeout=30",
+        for spec in (f"{base}?parallel=16", f"{base}?max_retries=8&timeout=30",
                      f"{base}?api_key_env=OTHER_KEY&unreachable_after=5", f"{base}?schema_mode=json_schema"):
             res, _ = run(tmp_path, data, model=spec)
             assert arm(res)["id"] == arm(first)["id"]

@@ -47,7 +47,7 @@ def region_forbidden(layout: ft.Layout) -> tuple[str, ...]:
 def test_every_layout_is_enforced_by_llama_server_with_the_reasoning_bounded(server, name, syntax):
     backend = ft.OpenAICompatible(f"{server}/v1", "smollm2", schema_mode="gbnf", max_retries=0)
     predictor = ft.Predictor(Products, layout=name, syntax=syntax, model=backend, max_thinking_tokens=BUDGET)
-    assert backend.enforced(predictor.layout.constraint(Products)) == "gbnf"
+    assert backend.enforcement(predictor.layout.constraint(Products)) == "gbnf"
     for item_name, item_description in ROWS:
         pred = predictor(item_name=item_name, item_description=item_description)  # a parse failure raises
         assert pred.category in CATEGORIES

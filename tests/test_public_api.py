@@ -3,12 +3,12 @@ import firsttoken
 
 def test_public_api_is_pinned():
     assert sorted(firsttoken.__all__) == sorted([
-        "Backend", "BackendBase", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
+        "Backend", "BackendBase", "BackendError", "BackendOptions", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
         "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp",
-        "ModelNotFoundError", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
+        "ModelNotFoundError", "ModelSpec", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
         "Request", "Scripted", "Signature", "Task",
-        "UnreachableError", "Usage", "__version__", "build_backend", "evaluate", "get_layout", "layout_names", "load",
-        "models", "register_backend", "register_layout",
+        "UnreachableError", "Usage", "__version__", "build_backend", "evaluate", "fetch_only", "get_layout", "layout_names", "load",
+        "models", "parse_spec", "register_backend", "register_layout",
     ])
     for name in firsttoken.__all__:
         assert hasattr(firsttoken, name), name

@@ -138,7 +138,7 @@ def test_api_key_never_leaks(stub, tmp_path, monkeypatch):
 
 
 def test_batch_returns_results_in_input_order(stub):
-    p = ft.Predictor(Arithmetic, layout="direct", model=backend(stub, concurrency=8))
+    p = ft.Predictor(Arithmetic, layout="direct", model=backend(stub, parallel=8))
     results = p.batch([{"question": f"{i}?"} for i in range(40)])
     assert len(results) == 40 and all(r.answer == 4 for r in results)
 
@@ -174,7 +174,7 @@ def test_every_layout_end_to_end_against_llama_cpp_python_server(llama_server, n
 def test_fault_proxy_batch_loses_and_duplicates_nothing(llama_server):
     proxy = FaultProxy(llama_server, rate=0.35, seed=7, stall=3.0)
     model = ft.OpenAICompatible(f"{proxy.url}/v1", "smollm2", schema_mode="json_object", timeout=2.0,
-                                concurrency=4, max_retries=6, backoff=0.05, max_backoff=0.5)
+                                parallel=4, max_retries=6, backoff=0.05, max_backoff=0.5)
     p = ft.Predictor(Arithmetic, layout="direct", model=model)
     rows = [{"question": f"What is {i % 10} + {i % 10}?"} for i in range(100)]
     results = p.batch(rows)

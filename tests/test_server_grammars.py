@@ -156,7 +156,7 @@ def test_request_bodies_have_each_engines_documented_shape(recorder, mode, engin
         "grammar", "ebnf", "structured_outputs"}))}
     assert not others & set(body)  # one constraint field, nothing else that constrains
     assert body["max_tokens"] == (200 + 100 if layout.has_reasoning else 100)
-    assert backend.enforced(constraint) == mode
+    assert backend.enforcement(constraint) == mode
 
 
 def test_json_modes_carry_only_json_layouts_and_say_so(recorder):
@@ -169,7 +169,7 @@ def test_json_modes_carry_only_json_layouts_and_say_so(recorder):
         (body,) = [json.loads(line) for line in path.read_text().splitlines()]
         carried = "response_format" in body
         assert carried == (syntax == "json" and name != "think_then_answer")
-        assert backend.enforced(constraint) == ("json_schema" if carried else None)
+        assert backend.enforcement(constraint) == ("json_schema" if carried else None)
 
 
 def test_an_unknown_engine_is_refused_with_the_choices():
@@ -228,22 +228,27 @@ def test_free_text_in_the_fields_syntax_holds_none_of_the_layouts_markers(name):
 def test_an_arm_enforced_by_our_gbnf_is_a_new_arm_when_that_grammar_changes(monkeypatch):
     """A store never answers for a server arm with results an earlier GBNF enforced (its arm and its calls
     carry the grammar's version); arms no GBNF enforces keep their identity whatever the version."""
+    from firsttoken.experiments import Arm, build_grid
     from firsttoken.experiments import _identity
-    from firsttoken.experiments._runner import Arm
+
+    def arm(model: str) -> Arm:
+        return build_grid("t", [model], ["think_then_answer"], ["json"], [True], [64])[0]
+
+    def again(a: Arm) -> Arm:  # a fresh Arm (its id is cached), as a later run would make it
+        return Arm(**{f: getattr(a, f) for f in ("task", "model", "layout", "syntax", "constrained", "budget",
+                                                  "demos", "demo_rows", "enforced")})
 
     base = "openai:m@http://127.0.0.1:9/v1"
-    arms = {mode: Arm("t", f"{base}?schema_mode={mode}", "think_then_answer", "json", True, 64)
-            for mode in ("gbnf", "ebnf", "lark")}
-    local = Arm("t", "smollm2-135m", "think_then_answer", "json", True, 64)
+    arms = {mode: arm(f"{base}?schema_mode={mode}") for mode in ("gbnf", "ebnf", "lark")}
+    local = arm("smollm2-135m")
+    assert [a.enforced for a in [*arms.values(), local]] == ["gbnf", "ebnf", "lark", "llguidance"]
     options = GenerateOptions()
-    before = {k: Arm(**{f: getattr(a, f) for f in ("task", "model", "layout", "syntax", "constrained", "budget")}).id
-              for k, a in {**arms, "local": local}.items()}
+    before = {k: again(a).id for k, a in {**arms, "local": local}.items()}
     calls = [_identity.call_hash("m", [], "lark", options, _identity.grammar_version(e)) for e in ("gbnf", "lark")]
     assert arms["gbnf"].record()["config"]["server_grammar"] == f"gbnf-{_gbnf.VERSION}"
     assert "server_grammar" not in local.record()["config"]
     monkeypatch.setattr(_gbnf, "VERSION", _gbnf.VERSION + 1)
-    after = {k: Arm(**{f: getattr(a, f) for f in ("task", "model", "layout", "syntax", "constrained", "budget")}).id
-             for k, a in {**arms, "local": local}.items()}
+    after = {k: again(a).id for k, a in {**arms, "local": local}.items()}
     assert before["gbnf"] != after["gbnf"] and before["ebnf"] != after["ebnf"]
     assert before["lark"] == after["lark"] and before["local"] == after["local"]
     now = [_identity.call_hash("m", [], "lark", options, _identity.grammar_version(e)) for e in ("gbnf", "lark")]

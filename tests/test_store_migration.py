@@ -74,3 +74,41 @@ def test_committed_results_stores_are_current_and_open_read_only():
             assert store.definition(task) is not None and store.row_keys(task)
         finally:
             store.close()
+
+
+def test_committed_stores_keep_their_arm_ids_and_call_hashes():
+    """Today's code computes every committed arm's id from its stored axes and model spec, and every stored
+    call's hash from what it stored (model, messages, grammar, options, what the spec enforced)."""
+    import json
+    import sqlite3
+    from pathlib import Path
+
+    from firsttoken._options import GenerateOptions
+    from firsttoken.experiments import build_grid
+    from firsttoken.experiments._identity import call_hash, grammar_version
+
+    stores = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/*.db"))
+    checked = 0
+    for path in stores:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        con.row_factory = sqlite3.Row
+        try:
+            for a in con.execute("SELECT * FROM arms"):
+                config = json.loads(a["config"])
+                demos = config.get("demo_rows") or None
+                budget = [a["budget"]] if a["budget"] is not None else [None]
+                grid = build_grid(a["task"], [a["model"]], [a["layout"]], [a["syntax"]], [bool(a["constrained"])],
+                                  budget, demos)
+                assert [g.id for g in grid] == [a["id"]], path
+                assert grid[0].enforced == a["enforced"], path
+                calls = con.execute("SELECT c.* FROM calls c JOIN results r ON r.call_hash = c.hash WHERE r.arm_id = ? "
+                                    "LIMIT 3", (a["id"],)).fetchall()
+                for c in calls:
+                    options = GenerateOptions(**json.loads(c["options"]))
+                    again = call_hash(c["model"], json.loads(c["messages"]), c["constraint_lark"], options,
+                                      grammar_version(grid[0].enforced if c["constraint_lark"] else None))
+                    assert again == c["hash"], path
+                    checked += 1
+        finally:
+            con.close()
+    assert checked > 50

@@ -12,7 +12,7 @@ from typing import Literal
 import pytest
 
 import firsttoken as ft
-from firsttoken.experiments._readers import read_records
+from firsttoken.tasks import read_records
 
 from .fakes import ticket_triage
 from .test_eval import cli

@@ -9,19 +9,20 @@ from ._options import GenerateOptions
 from ._prediction import Prediction, Usage
 from ._predictor import Predictor
 from ._signature import InputField, OutputField, Signature
-from ._models import load, models
+from ._models import models
 from ._backend import Backend, BackendBase, Generation, Request
-from .backends import LlamaCpp, OpenAICompatible, Scripted, build_backend, register_backend
+from ._spec import BackendOptions, ModelSpec, fetch_only
+from .backends import LlamaCpp, OpenAICompatible, Scripted, build_backend, load, parse_spec, register_backend
 from .layouts import Constraint, Layout, Region, get_layout, layout_names, register_layout
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendBase", "BackendError", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
+    "Backend", "BackendBase", "BackendError", "BackendOptions", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
     "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp",
-    "ModelNotFoundError", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
+    "ModelNotFoundError", "ModelSpec", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
     "Request", "Scripted", "Signature", "Task", "UnreachableError", "Usage", "__version__", "build_backend", "evaluate",
-    "get_layout", "layout_names", "load", "models", "register_backend", "register_layout",
+    "fetch_only", "get_layout", "layout_names", "load", "models", "parse_spec", "register_backend", "register_layout",
 ]
 
 

@@ -2,16 +2,20 @@
 
     Backend
     ├── label: str                   how reports name the model (no secrets)
-    ├── concurrency: int             how many requests it runs at once
+    ├── parallel: int                how many requests it runs at once
     ├── generate(request) -> Generation
     ├── generate_batch(requests)     yields (index, Generation | FirstTokenError) as each request finishes,
     │                                in whatever order they finish
     ├── count_tokens(text) -> int
-    └── enforced(constraint)         optional: what of the constraint the backend enforces, by name
+    └── enforcement(constraint)      optional: what of the constraint the backend enforces, by name
                                      ("llguidance", a server's schema mode), or None: prompt-only
 
+A backend built from a ``--model`` spec is a class with ``name`` (its spec prefix), ``Options`` (its typed
+spec options, see ``_spec``), ``from_spec(spec)``, and, optionally, ``check_spec(spec)``,
+``spec_enforcement(spec, constraint)`` and ``public_target(target)``; ``BackendBase`` has defaults for all.
+
 ``BackendBase`` gives the defaults: ``generate_batch`` runs the requests one at a time in order, or on a
-pool of ``concurrency`` threads (the one concurrency implementation every backend shares); ``count_tokens``
+pool of ``parallel`` threads (the one concurrency implementation every backend shares); ``count_tokens``
 estimates. ``call`` is the failure boundary: anything a backend raises that is not a firsttoken error
 becomes a ``BackendError``. A backend raises only firsttoken errors itself, never a library's own.
 Does not handle: async callers (a later async path must reuse ``generate_batch``, not copy it).
@@ -22,12 +26,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from ._errors import BackendError, FirstTokenError
 from ._options import GenerateOptions
+from ._spec import BackendOptions, ModelSpec
 from ._text import redact
-from .layouts import Constraint
+
+if TYPE_CHECKING:  # the protocol names the layouts' Constraint; it does not need their registry
+    from .layouts import Constraint
 
 Messages = list[dict[str, str]]
 Outcome = tuple[int, "Generation | FirstTokenError"]
@@ -65,7 +72,7 @@ class Generation:
 @runtime_checkable
 class Backend(Protocol):
     label: str
-    concurrency: int
+    parallel: int
 
     def generate(self, request: Request) -> Generation: ...
 
@@ -78,7 +85,34 @@ class BackendBase:
     """Defaults for the protocol's optional parts; subclass it and implement ``generate``."""
 
     label = "backend"
-    concurrency = 1
+    parallel = 1
+    name: ClassVar[str] = "backend"  # the spec prefix it is registered under
+    Options: ClassVar[type[BackendOptions]] = BackendOptions  # its spec options (none by default)
+    options: BackendOptions = BackendOptions()  # the options it was built with (``from_spec``)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> Any:
+        """The backend a parsed spec names: ``cls(target)`` with ``options`` (and ``parallel``, where the
+        options have it) set, labelled with the spec's identity. Override it to pass options to a constructor."""
+        backend = cls(spec.target)  # type: ignore[call-arg]
+        backend.options, backend.label = spec.options, spec.key
+        if "parallel" in type(spec.options).model_fields:
+            backend.parallel = spec.options.parallel  # type: ignore[attr-defined]
+        return backend
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> None:
+        """Fail now, with the fix, on a spec that cannot work; cheap (no model loaded, nothing sent)."""
+
+    @classmethod
+    def spec_enforcement(cls, spec: ModelSpec, constraint: Constraint) -> str | None:
+        """What a backend built from ``spec`` would enforce of ``constraint``, without building it."""
+        return None
+
+    @classmethod
+    def public_target(cls, target: str) -> str:
+        """The target as identities and labels show it (without secrets)."""
+        return target
 
     def generate(self, request: Request) -> Generation:
         raise NotImplementedError
@@ -89,14 +123,14 @@ class BackendBase:
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
-    def enforced(self, constraint: Constraint | None) -> str | None:
+    def enforcement(self, constraint: Constraint | None) -> str | None:
         """None: a backend that does not say what it enforces is taken to enforce nothing (prompt-only)."""
         return None
 
 
 def enforcement(backend: Backend, constraint: Constraint | None) -> str | None:
     """What ``backend`` enforces of ``constraint``: a name, or None (nothing is enforced: prompt-only)."""
-    method = getattr(backend, "enforced", None)
+    method = getattr(backend, "enforcement", None)
     return method(constraint) if constraint is not None and method is not None else None
 
 
@@ -118,7 +152,7 @@ def _foreign(backend: Backend, e: Exception, what: str) -> BackendError:
 
 
 def run_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
-    """``requests`` through ``backend.generate``: in order when its concurrency is 1, otherwise on a thread
+    """``requests`` through ``backend.generate``: in order when its ``parallel`` is 1, otherwise on a thread
     pool, yielding each as it finishes. A consumer that stops early (Ctrl-C, a run-stopping error) leaves
     the calls in flight behind: the pool is not waited for."""
 
@@ -128,7 +162,7 @@ def run_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
         except FirstTokenError as e:
             return i, e
 
-    workers = max(1, int(getattr(backend, "concurrency", 1) or 1))
+    workers = max(1, int(getattr(backend, "parallel", 1) or 1))
     if workers == 1:
         for i in range(len(requests)):
             yield one(i)

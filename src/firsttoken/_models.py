@@ -6,7 +6,8 @@
   file, size and SHA-256 checked, then renamed into place) and reused.
 * any path to a ``.gguf`` file.
 
-Turning a ``--model`` spec into a backend is the backend registry's job (``backends.resolve``).
+Turning a ``--model`` spec into a backend is the backend registry's job (``backends.resolve``); ``load()``
+lives beside ``LlamaCpp``.
 
 The cache directory is ``$FIRSTTOKEN_CACHE`` or ``~/.cache/firsttoken``.
 """
@@ -127,13 +128,6 @@ def _assemble(parts: list[Path], target: Path, size: int, sha256: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def load(name: str = DEFAULT_MODEL, **kwargs: Any) -> Any:
-    """A ready ``LlamaCpp`` backend for a packaged model name or a GGUF path."""
-    from .backends.llamacpp import LlamaCpp
-
-    return LlamaCpp(model_path(name), label=name, **kwargs)
 
 
 def models() -> list[dict[str, Any]]:

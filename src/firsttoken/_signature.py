@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from . import _types
 from ._errors import ConfigError
+from ._prediction import RESERVED
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,6 @@ _LISTS_CHOICES = re.compile(r"\bone of\b|\bchoose (?:from|between)\b|\boptions?:
 
 
 def _check_output(sig_name: str, name: str, field: Field) -> None:
-    from ._prediction import RESERVED
-
     if name in RESERVED:
         raise ConfigError(f"{sig_name}.{name}: an output may not be named {name!r}, a Prediction's own attribute",
                           hint=f"rename the field (e.g. {name}_)")

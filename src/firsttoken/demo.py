@@ -21,8 +21,8 @@ from rich.text import Text
 from . import _models
 from ._predictor import Predictor
 from ._text import markup, terminal_safe
-from .experiments import Store, evaluate, versus
-from .experiments._report import html_page, markdown
+from .backends import load
+from .experiments import Store, evaluate, html_page, markdown, versus
 from .tasks import arithmetic_task, products_task
 from .tasks._arithmetic import Arithmetic, problem
 
@@ -57,7 +57,7 @@ def run_demo(model: str = _models.DEFAULT_MODEL, quick: bool = False, runs: Path
         console.print("[yellow]--quick: a sample this small cannot decide anything; it shows the workflow only."
                       "[/yellow]")
     info = _models.CATALOGUE.get(model)
-    backend = _models.load(model, parallel=info.parallel if info else 1)  # rows decoded together: the grid's
+    backend = load(model, parallel=info.parallel if info else 1)  # rows decoded together: the grid's
     # arms run ~1.4x faster than one row at a time (bench/eval_throughput.py); the one question stays single
     side_by_side(backend, console, size["budget"])
     store = runs / ("demo-quick.db" if quick else "demo.db")

@@ -12,6 +12,8 @@ call before it: the same calls in the same order reproduce exactly, a different 
 wording and, less often, the answer.
 ``parallel=N`` decodes up to N rows together (``_batch``); ``batch_invariant=True`` chooses kernels whose sums
 do not depend on the batch (``_kernels``), so a row's reply is the same alone, batched or after any other row.
+Its spec (the registry's default): a packaged model name or a ``.gguf`` path, with ``?parallel=N`` (fetch-only)
+and ``?batch_invariant=1`` (identity: other kernels); ``load(name)`` builds one from a packaged name.
 Does not handle: GPU settings beyond ``**llama_kwargs``.
 """
 
@@ -28,10 +30,12 @@ from typing import Any
 
 import llguidance
 
+from .. import _models
 from .._backend import BackendBase, Generation, Messages, Outcome, Request, run_batch
 from .._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, FirstTokenError,
                        ModelNotFoundError)
 from .._options import GenerateOptions
+from .._spec import BackendOptions, ModelSpec, fetch_only
 from ..layouts import Constraint
 from . import _kernels
 from ._batch import BatchDecoder, Job, common_prefix
@@ -80,11 +84,30 @@ def check_gguf(path: Path) -> None:
 
 
 class LlamaCpp(BackendBase):
-    """One sequence at a time (``concurrency`` 1): the default ``generate_batch`` runs requests in order."""
+    """One sequence at a time (``parallel`` 1, the default ``generate_batch`` in order), or ``parallel`` rows
+    decoded together."""
 
     name = "llamacpp"
 
-    def enforced(self, constraint: Constraint | None) -> str | None:
+    class Options(BackendOptions):
+        # rows decoded together change how rows are scheduled, not the model (replies differ only as llama.cpp's
+        # kernels make greedy text differ with the batch): fetch-only
+        parallel: int = fetch_only(1, ge=1)
+        batch_invariant: bool = False  # other kernels: results made with them are kept apart
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> LlamaCpp:
+        return cls(_models.model_path(spec.target), label=spec.target, **spec.options.model_dump())
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> None:
+        _models.model_path(spec.target)  # a packaged model is assembled here if needed; nothing is loaded
+
+    @classmethod
+    def spec_enforcement(cls, spec: ModelSpec, constraint: Constraint) -> str | None:
+        return "llguidance"
+
+    def enforcement(self, constraint: Constraint | None) -> str | None:
         return "llguidance" if constraint is not None else None
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, llm: Any = None, n_ctx: int = 4096,
@@ -116,7 +139,7 @@ class LlamaCpp(BackendBase):
             raise ConfigError(f"parallel={parallel}: must be 1 or more", hint="parallel=1 decodes one row at a time")
         self.llm = llm
         self.label = with_invariance(label or "llama.cpp model", batch_invariant)
-        self.parallel = self.concurrency = parallel
+        self.parallel = parallel
         self.batch_invariant = batch_invariant
         self.n_ctx, self.n_threads = n_ctx, n_threads or physical_cores()
         self._decoder: Any = None
@@ -326,53 +349,9 @@ def _processor_list(processors: list[Any]) -> Any:
     return _import_llama_cpp().LogitsProcessorList(processors)
 
 
-# --- `--model NAME[?parallel=N&batch_invariant=1]` (a packaged model) or `PATH.gguf[?...]`: the default entry ------
-_SPEC_OPTIONS = {"parallel": "N >= 1", "batch_invariant": "0 or 1"}
-
-
-def _parse(spec: str) -> tuple[str, dict[str, Any]]:
-    """(model name or path, LlamaCpp options) from a local spec."""
-    name, sep, query = spec.partition("?")
-    options: dict[str, Any] = {}
-    for part in query.split("&") if sep else []:
-        key, _, value = part.partition("=")
-        if key == "parallel" and value.isdigit() and int(value) >= 1:
-            options[key] = int(value)
-        elif key == "batch_invariant" and value in ("0", "1"):
-            options[key] = value == "1"
-        else:
-            raise ConfigError(f"model {spec!r}: {part!r} is not an option of a local model "
-                              f"({', '.join(f'{k}={v}' for k, v in _SPEC_OPTIONS.items())})",
-                              hint="e.g. --model smollm2-135m?parallel=8")
-    return name, options
-
-
-def check_spec(spec: str) -> Path:
-    """The model file a spec names (a packaged model is assembled if needed; nothing is loaded)."""
-    from .. import _models
-    from . import spec_prefixes
-
-    name, _ = _parse(spec)
-    try:
-        return _models.model_path(name)
-    except ModelNotFoundError as e:
-        if name in _models.CATALOGUE:
-            raise
-        raise ModelNotFoundError(e.message, hint=f"{e.hint}, or a spec with one of the prefixes "
-                                                 f"{', '.join(spec_prefixes())}") from None
-
-
-def from_spec(spec: str) -> LlamaCpp:
-    name, options = _parse(spec)
-    return LlamaCpp(check_spec(spec), label=name, **options)
-
-
-def spec_key(spec: str) -> str:
-    """A local model's identity is its name or path, and ``batch_invariant=1`` (other kernels: results made with
-    them are kept apart). ``parallel`` changes how rows are scheduled, not the model (its replies differ only as
-    llama.cpp's kernels make greedy text differ with the batch), so it is not part of it."""
-    name, options = _parse(spec)
-    return with_invariance(name, options.get("batch_invariant", False))
+def load(name: str = _models.DEFAULT_MODEL, **kwargs: Any) -> LlamaCpp:
+    """A ready ``LlamaCpp`` backend for a packaged model name or a GGUF path."""
+    return LlamaCpp(_models.model_path(name), label=name, **kwargs)
 
 
 def with_invariance(label: str, batch_invariant: bool) -> str:

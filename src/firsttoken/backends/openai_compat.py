@@ -36,11 +36,12 @@ import re
 import threading
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .._backend import BackendBase, Generation, Messages, Request
 from .._errors import BackendError, ConfigError, ContextOverflowError, UnreachableError
 from .._options import GenerateOptions
+from .._spec import BackendOptions, ModelSpec, fetch_only
 from .._text import redact
 from ..layouts import Constraint
 
@@ -59,12 +60,42 @@ class _Retry(Exception):
 
 
 class OpenAICompatible(BackendBase):
-    """Runs ``concurrency`` requests at once (``BackendBase.generate_batch``'s thread pool)."""
+    """Runs ``parallel`` requests at once (``BackendBase.generate_batch``'s thread pool).
+    Its spec: ``openai:MODEL@URL[?options]`` (``Options``)."""
 
     name = "openai"
 
+    class Options(BackendOptions):
+        schema_mode: str = "json_schema"  # checked by the constructor (its hint names the modes)
+        engine: str = "vllm"
+        # how replies are fetched, never what they say: not part of a model's identity
+        parallel: int = fetch_only(4, ge=1)
+        api_key_env: str = fetch_only("OPENAI_API_KEY")
+        timeout: float = fetch_only(120.0, gt=0)
+        max_retries: int = fetch_only(4, ge=0)
+        unreachable_after: float = fetch_only(120.0, ge=0)
+        deadline: float = fetch_only(300.0, ge=0)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> OpenAICompatible:
+        model, base = _split_target(spec)
+        return cls(base, model, label=spec.key, **spec.options.model_dump())
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> None:
+        cls.from_spec(spec)  # cheap: nothing is sent
+
+    @classmethod
+    def spec_enforcement(cls, spec: ModelSpec, constraint: Constraint) -> str | None:
+        return cls.from_spec(spec).enforcement(constraint)
+
+    @classmethod
+    def public_target(cls, target: str) -> str:
+        model, _, url = target.partition("@")
+        return f"{model}@{_public(url)}"
+
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                 client: Any = None, schema_mode: str = "json_schema", concurrency: int = 4, max_retries: int = 4,
+                 client: Any = None, schema_mode: str = "json_schema", parallel: int = 4, max_retries: int = 4,
                  backoff: float = 0.5, max_backoff: float = 30.0, unreachable_after: float = 120.0,
                  deadline: float = 300.0, label: str | None = None, extra_body: dict | None = None,
                  engine: str = "vllm"):
@@ -72,10 +103,10 @@ class OpenAICompatible(BackendBase):
             raise ConfigError(f"unknown schema_mode {schema_mode!r}", hint=f"use one of: {', '.join(SCHEMA_MODES)}")
         if engine not in ENGINES:
             raise ConfigError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)} (for lark and ebnf)")
-        if concurrency < 1 or max_retries < 0:
-            raise ConfigError("concurrency must be >= 1 and max_retries >= 0")
+        if parallel < 1 or max_retries < 0:
+            raise ConfigError("parallel must be >= 1 and max_retries >= 0")
         self.base_url, self.model, self.schema_mode, self.engine = base_url, model, schema_mode, engine
-        self.concurrency, self.max_retries = concurrency, max_retries
+        self.parallel, self.max_retries = parallel, max_retries
         self.backoff, self.max_backoff, self.unreachable_after = backoff, max_backoff, unreachable_after
         self.timeout, self.extra_body, self.deadline = timeout, dict(extra_body or {}), deadline
         self.label = label or f"{model}@{_public(base_url)}"
@@ -95,7 +126,7 @@ class OpenAICompatible(BackendBase):
         return f"OpenAICompatible({self.label!r}, schema_mode={self.schema_mode!r})"
 
     # --- request ----------------------------------------------------------------------------------
-    def enforced(self, constraint: Constraint | None) -> str | None:
+    def enforcement(self, constraint: Constraint | None) -> str | None:
         """The schema_mode a request with this constraint carries, or None: nothing is sent (prompt-only)."""
         if constraint is None or self.schema_mode == "none":
             return None
@@ -104,7 +135,7 @@ class OpenAICompatible(BackendBase):
         return self.schema_mode if constraint.json_schema is not None else None
 
     @staticmethod
-    def enforced_in(kwargs: dict[str, Any]) -> bool:
+    def carries_constraint(kwargs: dict[str, Any]) -> bool:
         extra = kwargs.get("extra_body") or {}
         return bool(kwargs.get("response_format") or {"grammar", "ebnf", "structured_outputs"} & set(extra))
 
@@ -114,7 +145,7 @@ class OpenAICompatible(BackendBase):
 
     def request(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions) -> dict[str, Any]:
         """The keyword arguments of one chat.completions.create call."""
-        mode = self.enforced(constraint)
+        mode = self.enforcement(constraint)
         region = constraint is None or constraint.region is not None
         thinking = self.region_bound(options) if mode in GRAMMAR_MODES and region else \
             options.max_thinking_tokens if region else 0
@@ -184,7 +215,7 @@ class OpenAICompatible(BackendBase):
         except openai.APIStatusError as e:
             status = e.status_code
             body = redact(_safe_body(e), self._secrets)
-            if status in (400, 422, 500) and self.enforced_in(kwargs) and _SCHEMA_REFUSED.search(body):
+            if status in (400, 422, 500) and self.carries_constraint(kwargs) and _SCHEMA_REFUSED.search(body):
                 raise ConfigError(f"{self.label}: the server rejects schema_mode {self.schema_mode!r} "
                                   f"(HTTP {status}: {body[:160]})", hint=_schema_hint(self.schema_mode)) from None
             if status == 429 or status >= 500:
@@ -283,47 +314,16 @@ def _hint_for(status: int) -> str:
                  "llama-cpp-python's server)"}.get(status, "the server refused the request")
 
 
-# --- `--model openai:MODEL@URL[?options]` ----------------------------------------------------------------
-SPEC_OPTIONS = {"schema_mode": str, "engine": str, "concurrency": int, "api_key_env": str, "timeout": float,
-                "max_retries": int, "unreachable_after": float, "deadline": float}
-# Options that change how a reply is fetched, never what it says: not part of a model's identity.
-FETCH_ONLY = {"concurrency", "api_key_env", "timeout", "max_retries", "unreachable_after", "deadline"}
-
-
-def parse_spec(rest: str) -> tuple[str, str, dict[str, Any]]:
-    """``MODEL@URL[?options]`` -> (model, base URL without query, typed options)."""
-    spec = f"openai:{rest}"
-    model, sep, url = rest.partition("@")
+def _split_target(spec: ModelSpec) -> tuple[str, str]:
+    """``MODEL@URL`` -> (model, base URL)."""
+    model, sep, url = spec.target.partition("@")
     if not sep or not model or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"model {spec!r}: expected openai:MODEL@URL",
+        raise ConfigError(f"model {spec.text!r}: expected openai:MODEL@URL",
                           hint="e.g. --model openai:qwen2.5-1.5b@http://127.0.0.1:8000/v1")
-    parts = urlsplit(url)
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(parts.query):
-        if key not in SPEC_OPTIONS:
-            raise ConfigError(f"model {spec!r}: unknown option {key!r}", hint=f"options: {', '.join(SPEC_OPTIONS)}")
-        try:
-            options[key] = SPEC_OPTIONS[key](value)
-        except ValueError:
-            raise ConfigError(f"model {spec!r}: option {key}={value!r} is not a {SPEC_OPTIONS[key].__name__}") from None
-    return model, urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), options
-
-
-def spec_key(rest: str) -> str:
-    """The identity of ``MODEL@URL[?options]``: fetch-only options and URL user-info are left out;
-    ``schema_mode`` and ``engine`` stay when they are not the default."""
-    model, base, options = parse_spec(rest)
-    kept = {k: v for k, v in sorted(options.items()) if k not in FETCH_ONLY
-            and not (k == "schema_mode" and v == "json_schema") and not (k == "engine" and v == "vllm")}
-    return f"{model}@{_public(base)}" + (f"?{urlencode(kept)}" if kept else "")
+    return model, url
 
 
 def _public(url: str) -> str:
     """``url`` without user-info (``http://user:KEY@host`` -> ``http://host``): what labels and ids show."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def from_spec(rest: str) -> OpenAICompatible:
-    model, base, options = parse_spec(rest)
-    return OpenAICompatible(base, model, label=f"openai:{spec_key(rest)}", **options)

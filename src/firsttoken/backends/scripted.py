@@ -17,6 +17,8 @@ from typing import Union
 
 from .._backend import BackendBase, Generation, Messages, Request, estimate_tokens
 from .._errors import BackendError, FirstTokenError
+from .._imports import import_object
+from .._spec import ModelSpec
 
 Reply = Union[str, Generation, BaseException]
 
@@ -33,7 +35,20 @@ class Scripted(BackendBase):
         self.delay = delay
         self.calls: list[Messages] = []
 
-    def enforced(self, constraint: object) -> str | None:
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> Scripted:
+        """``scripted:module:function`` (``function(messages) -> reply text``)."""
+        return cls(_function(spec.target), label=spec.key)
+
+    @classmethod
+    def check_spec(cls, spec: ModelSpec) -> None:
+        _function(spec.target)
+
+    @classmethod
+    def spec_enforcement(cls, spec: ModelSpec, constraint: object) -> str | None:
+        return getattr(_function(spec.target), "enforces", None)
+
+    def enforcement(self, constraint: object) -> str | None:
         return self.enforces if constraint is not None else None
 
     def generate(self, request: Request) -> Generation:
@@ -66,16 +81,5 @@ class Scripted(BackendBase):
                           estimated=True)
 
 
-def from_spec(rest: str) -> Scripted:
-    """``module:function`` (``function(messages) -> reply text``)."""
-    return Scripted(_function(rest), label=f"scripted:{rest}")
-
-
-def enforced_by_spec(rest: str, constraint: object) -> str | None:
-    return getattr(_function(rest), "enforces", None) if constraint is not None else None
-
-
 def _function(rest: str) -> Callable[[Messages], Reply]:
-    from .._imports import import_object
-
     return import_object(rest, "model scripted:", "--model scripted:mytests.fake:reply")

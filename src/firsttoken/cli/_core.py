@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import typer
 
@@ -11,9 +12,12 @@ from .._errors import ConfigError
 from .._predictor import Predictor
 from .._signature import Signature
 from .._text import markup, terminal_safe
-from ..backends import resolve
+from ..backends import parse_spec, resolve
+from ..experiments import with_options
 from ..layouts import get_layout, layout_classes
+from ..tasks import load_signature
 from ._app import app, err, out
+from ._experiments import model_options, pairs
 
 
 @app.command()
@@ -58,8 +62,6 @@ _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 def parse_output_spec(spec: str) -> tuple[str, object]:
     """``answer:int``, ``label:spam|ham`` (categories) or ``summary:str``."""
-    from typing import Literal
-
     name, sep, kind = spec.partition(":")
     name, kind = name.strip(), kind.strip() or "str"
     if not sep or not name.isidentifier():
@@ -75,6 +77,8 @@ def parse_output_spec(spec: str) -> tuple[str, object]:
 @app.command()
 def ask(question: str = typer.Argument(..., help="the question"),
         model: str = typer.Option(_models.DEFAULT_MODEL, "--model", "-m", help="a --model spec, as for eval"),
+        model_option: list[str] = typer.Option(None, "--model-option", help="NAME=VALUE, repeatable: an option "
+                                               "of the model's backend (as ?NAME=VALUE in the spec)"),
         layout: str = typer.Option("work_then_answer", "--layout", "-l"),
         syntax: str = typer.Option(None, "--syntax"),
         output: list[str] = typer.Option(None, "--output", "-o", help="NAME:TYPE, repeatable (default answer:str)"),
@@ -87,9 +91,6 @@ def ask(question: str = typer.Argument(..., help="the question"),
         as_json: bool = typer.Option(False, "--json", help="print the prediction as JSON")) -> None:
     """Ask one question: see the reasoning as it is written, then the typed answer and token counts."""
     if signature:
-        from ..experiments._user_signature import load_signature
-        from ._experiments import pairs
-
         if output:
             raise ConfigError("--output is for a question without --signature", hint="the signature has its outputs")
         sig = load_signature(signature)
@@ -102,7 +103,7 @@ def ask(question: str = typer.Argument(..., help="the question"),
         sig = Signature.make("Ask", "Answer the question.", {"question": str},
                              dict(parse_output_spec(s) for s in output or ["answer:str"]))
         inputs = {"question": question}
-    backend = resolve(model)
+    backend = resolve(with_options(parse_spec(model), model_options(model_option)))
     predictor = Predictor(sig, layout=layout, syntax=syntax, model=backend,
                           max_thinking_tokens=max_thinking_tokens, constrained=not unconstrained)
     if as_json:

@@ -10,15 +10,13 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import _models
 from .._errors import ConfigError
 from .._text import markup, terminal_safe
-from ..backends import with_parallel
-from ..experiments import Store, evaluate, load_demos, summarize
-from ..experiments._report import html_page, markdown
-from ..experiments._predict import same_file
-from ..experiments._runner import Arm
-from ..experiments._summary import arm_label
-from ..experiments._tasks import Task, column_map, read_label_descriptions
+from ..experiments import (Arm, Store, arm_label, evaluate, html_page, load_demos, make_config, markdown,
+                           predict_file, same_file, show_arm, summarize)
+from ..demo import run_demo
+from ..tasks import Task, column_map, get_task, read_label_descriptions, task_names
 from ._app import app, err, out
 
 
@@ -104,6 +102,17 @@ class BarProgress:
             self._stop()
 
 
+def model_options(values: list[str] | None) -> dict[str, str]:
+    """``--model-option NAME=VALUE`` (repeatable) -> {name: value}."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        name, sep, text = value.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ConfigError(f"--model-option {value!r}: expected NAME=VALUE", hint="e.g. --model-option timeout=60")
+        out[name.strip()] = text
+    return out
+
+
 def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     """``--input field=Column`` (repeatable) -> {field: column}."""
     out: dict[str, str] = {}
@@ -122,8 +131,6 @@ def build_task(task: str | None, data: str | None, inputs: str | None, output: s
                labels_file: str | None = None) -> Task:
     """The task of a command line; ``open_ended``: a generated task without a count has no end of rows."""
     if task:
-        from ..tasks import get_task
-
         if id_column:
             raise ConfigError("--id is for --data files", hint="a built-in task identifies its rows itself")
         if signature:
@@ -169,6 +176,8 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           model: list[str] = typer.Option(None, "--model", "-m", help="repeatable; default qwen2.5-coder-1.5b"),
           parallel: int = typer.Option(None, "--parallel", min=1, help="rows run at once: decoded together "
                                        "(local models) or requests in flight (servers)"),
+          model_option: list[str] = typer.Option(None, "--model-option", help="NAME=VALUE, repeatable: an option "
+                                                 "of the models' backends (as ?NAME=VALUE in a --model spec)"),
           layouts: str = typer.Option(None, "--layouts", help="comma-separated; default: all five"),
           syntaxes: str = typer.Option("json", "--syntaxes"),
           constrained: str = typer.Option("on", "--constrained", help="on, off, or on,off"),
@@ -201,13 +210,14 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
     for note in the_task.signature.notes():
         err.print(f"note: {note}", markup=False, soft_wrap=True)
     demo_rows = load_demos(demos, the_task, n_demos, demo_selection, seed) if demos else None
-    specs = model or ["qwen2.5-coder-1.5b"]
-    if parallel:
-        specs = [with_parallel(m, parallel) for m in specs]
+    config = make_config(models=model or ["qwen2.5-coder-1.5b"], layouts=_csv(layouts),
+                         syntaxes=_csv(syntaxes) or ["json"], constrained=_on_off(constrained),
+                         budgets=_ints(budgets, "--thinking-budgets"), store=store, limit=limit, sample=sample,
+                         seed=seed, demos=demo_rows, margin=margin / 100, until_decided=until_decided,
+                         max_rows=max_rows, max_tokens=max_tokens, alpha=alpha, parallel=parallel,
+                         model_options=model_options(model_option))
     with BarProgress(quiet or as_json) as progress:
-        summary = evaluate(the_task, specs, _csv(layouts), _csv(syntaxes) or ["json"],
-                           _on_off(constrained), _ints(budgets, "--thinking-budgets"), store, limit, sample, seed,
-                           demo_rows, margin / 100, progress, until_decided, max_rows, max_tokens, alpha)
+        summary = evaluate(the_task, config=config, progress=progress)
     summary["bad_rows"] = the_task.bad_rows
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
@@ -266,8 +276,6 @@ def _write(path: Path, text: str) -> None:
 @app.command()
 def tasks() -> None:
     """List the built-in tasks."""
-    from ..tasks import task_names
-
     for name in task_names():
         out.print(name)
 
@@ -281,14 +289,14 @@ def predict(run: Path = typer.Option(..., "--run", help="a store written by `fir
             id_column: str = typer.Option(None, "--id", help="a column of unique row ids (default: line numbers)"),
             input_map: list[str] = typer.Option(None, "--input", help="FIELD=COLUMN, repeatable (default: the "
                                                 "columns of the run's data, or the fields' own names)"),
-            parallel: int = typer.Option(None, "--parallel", min=1, help="rows run at once")) -> None:
+            parallel: int = typer.Option(None, "--parallel", min=1, help="rows run at once"),
+            model_option: list[str] = typer.Option(None, "--model-option", help="NAME=VALUE, repeatable: an option "
+                                                   "of the arm's model (as ?NAME=VALUE in a --model spec)")) -> None:
     """Apply an arm of a run to new rows (its signature rebuilt as the run stored it)."""
-    from ..experiments._predict import predict_file
-
     if not run.is_file():
         raise ConfigError(f"{run}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
     counts = predict_file(run, data, out_file, arm, id_column=id_column, parallel=parallel,
-                          columns=pairs(input_map, "--input"))
+                          columns=pairs(input_map, "--input"), model_options=model_options(model_option))
     out.print(terminal_safe(f"{counts['predicted']} predictions, {counts['errors']} errors, {counts['skipped']} rows "
                             f"already in {out_file}"), markup=False)
     if counts["backend_errors"]:
@@ -301,8 +309,6 @@ def predict(run: Path = typer.Option(..., "--run", help="a store written by `fir
 def show(run: Path = typer.Option(..., "--run"), arm: str = typer.Option(None, "--arm"),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Print an arm's exact messages, grammar and JSON Schema, to reproduce it outside firsttoken."""
-    from ..experiments._apply import show_arm
-
     if not run.is_file():
         raise ConfigError(f"{run}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
     shown = show_arm(run, arm)
@@ -325,8 +331,5 @@ def show(run: Path = typer.Option(..., "--run"), arm: str = typer.Option(None, "
 def demo(quick: bool = typer.Option(False, "--quick", help="a 5-minute look; too small to decide anything"),
          model: str = typer.Option(None, "--model", "-m", help="default qwen2.5-coder-1.5b")) -> None:
     """The first token problem on this machine, with evidence (about 10 minutes on 2 cores)."""
-    from .. import _models
-    from ..demo import run_demo
-
     with BarProgress(False) as progress:
         run_demo(model or _models.DEFAULT_MODEL, quick=quick, console=out, progress=progress)

@@ -1,9 +1,22 @@
-"""Experiments: grids of arms over a task's rows, a resumable store, statistics, reports."""
+"""Experiments: grids of arms over a task's rows, a resumable store, statistics, reports.
 
-from ._runner import Arm, build_grid, default_store, evaluate
+The command line, the demo, scripts/ and bench/ use only what ``__all__`` names (pinned by
+tests/test_imports.py); the modules behind it are free to change.
+"""
+
+from ..tasks import Row, Task, file_task
+from ._apply import show_arm
+from ._arm import Arm, build_grid
+from ._config import EvalConfig, make_config
+from ._confseq import fixed_n, pair_alpha
+from ._demos import load_demos
+from ._predict import predict_file, same_file
+from ._report import html_page, markdown, plots
+from ._runner import default_store, evaluate, with_options
+from ._simulate import simulate
 from ._store import Store
 from ._summary import arm_label, summarize, versus
-from ._tasks import Row, Task, file_task, load_demos
 
-__all__ = ["Arm", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "evaluate", "file_task",
-           "load_demos", "summarize", "versus"]
+__all__ = ["Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "evaluate",
+           "file_task", "fixed_n", "html_page", "load_demos", "make_config", "markdown", "pair_alpha", "plots",
+           "predict_file", "same_file", "show_arm", "simulate", "summarize", "versus", "with_options"]

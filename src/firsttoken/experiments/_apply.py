@@ -17,10 +17,10 @@ from .._errors import ConfigError
 from .._predictor import Predictor
 from .._signature import Signature
 from ..backends import resolve
-from ._runner import Arm
+from ._arm import Arm
 from ._store import Store
 from ._summary import summarize
-from ._user_signature import rebuild
+from ..tasks import rebuild_signature
 
 
 def find_arm(store: Store, ref: str | None) -> dict:
@@ -58,7 +58,7 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
     config = json.loads(run["config"]) if run else {}
     spec = config.get("signature")
     if config.get("signature_ref"):  # --signature: the user's class, loaded again and checked
-        sig = rebuild(config["signature_ref"], config["signature_fingerprint"])
+        sig = rebuild_signature(config["signature_ref"], config["signature_fingerprint"])
         out = config.get("output")
         if out in sig.output_fields and sig.output_fields[out].annotation is str and config.get("labels"):
             sig = sig.with_labels(out, config["labels"], config.get("label_descriptions"))  # as eval made it
@@ -69,7 +69,7 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
                           hint="re-run `firsttoken eval` with this version, or use the Python API")
     stored = json.loads(arm["config"] or "{}")
     the_arm = Arm(arm["task"], arm["model"], arm["layout"], arm["syntax"], bool(arm["constrained"]), arm["budget"],
-                  arm["demos"] or 0, json.dumps(stored.get("demo_rows") or []))
+                  arm["demos"] or 0, json.dumps(stored.get("demo_rows") or []), arm["enforced"])
     return the_arm.predictor(sig, backend or resolve(arm["model"]))
 
 

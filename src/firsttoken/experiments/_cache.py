@@ -24,7 +24,7 @@ class Cached(BackendBase):
     def __init__(self, backend: Backend, store: Store, model: str):
         self.inner, self.store, self.model = backend, store, model
         self.label = getattr(backend, "label", model)
-        self.concurrency = getattr(backend, "concurrency", 1)
+        self.parallel = getattr(backend, "parallel", 1)
         self._sent: dict[str, Request] = {}  # call hash -> request, for fresh generations not yet recorded
 
     def count_tokens(self, text: str) -> int:

@@ -19,7 +19,9 @@ from typing import Any
 
 from .._errors import FirstTokenError
 from .._options import GenerateOptions
-from . import _identity
+from .._signature import Signature
+from ..tasks import content_hash, digest, task_definition
+from . import _frozen, _identity
 
 
 def run(db: sqlite3.Connection) -> None:
@@ -40,20 +42,18 @@ def _last_configs(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
 
 
 def _tasks(db: sqlite3.Connection, configs: dict[str, dict[str, Any]]) -> None:
-    from .._signature import Signature
-
     db.execute("CREATE TABLE tasks (name TEXT PRIMARY KEY, fingerprint TEXT, definition TEXT)")
     for task, config in configs.items():
         definition = None
         if config.get("signature"):
             try:
                 sig = Signature.from_spec(config["signature"])
-                definition = _identity.task_definition(sig, config.get("output"), config.get("metric", "exact"),
+                definition = task_definition(sig, config.get("output"), config.get("metric", "exact"),
                                                        config.get("labels"))
             except (FirstTokenError, KeyError, TypeError):
                 definition = None
         db.execute("INSERT INTO tasks VALUES (?, ?, ?)",
-                   (task, _identity.digest(definition)[:16] if definition else None,
+                   (task, digest(definition)[:16] if definition else None,
                     json.dumps(definition) if definition else None))
 
 
@@ -66,7 +66,7 @@ def _rows(db: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str]]:
     seen: Counter[tuple[str, str]] = Counter()
     old = db.execute("SELECT * FROM rows_m002 ORDER BY task, position").fetchall()
     for position, r in enumerate(old):
-        h = _identity.content_hash(json.loads(r["inputs"]), json.loads(r["expected"]))
+        h = content_hash(json.loads(r["inputs"]), json.loads(r["expected"]))
         seen[(r["task"], h)] += 1
         n = seen[(r["task"], h)]
         key = h if n == 1 else f"{h}~{n}"
@@ -79,18 +79,12 @@ def _rows(db: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str]]:
 
 def _arms(db: sqlite3.Connection, configs: dict[str, dict[str, Any]]) -> dict[str, str]:
     """old arm id -> new arm id."""
-    from ..backends import model_key
-    from ..layouts import get_layout
-
     renamed: dict[str, str] = {}
     old = db.execute("SELECT * FROM arms ORDER BY rowid").fetchall()
     db.execute("DELETE FROM arms")
     for a in old:
-        model = model_key(a["model"])
-        try:
-            version = get_layout(a["layout"], a["syntax"]).version
-        except FirstTokenError:
-            version = 1
+        model = _frozen.m003_model_key(a["model"])
+        version = _frozen.layout_version(a["layout"], a["syntax"])
         options = _identity.arm_options(bool(a["constrained"]), a["budget"])
         demos = (configs.get(a["task"], {}).get("demo_rows") or [])[: a["demos"] or 0]
         fp = _identity.arm_fingerprint(a["task"], model, a["layout"], version, a["syntax"], options, demos)
@@ -106,11 +100,9 @@ def _arms(db: sqlite3.Connection, configs: dict[str, dict[str, Any]]) -> dict[st
 
 def _calls(db: sqlite3.Connection) -> dict[str, str]:
     """old call hash -> new call hash (only those that change: a model spec with fetch-only options)."""
-    from ..backends import model_key
-
     changed: dict[str, str] = {}
     for c in db.execute("SELECT hash, model, messages, constraint_lark, options FROM calls").fetchall():
-        key = model_key(c["model"])
+        key = _frozen.m003_model_key(c["model"])
         if key == c["model"]:
             continue
         new = _identity.call_hash(key, json.loads(c["messages"]), c["constraint_lark"],

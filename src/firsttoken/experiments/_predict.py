@@ -19,17 +19,20 @@ from typing import Any
 
 from .. import _types
 from .._errors import BackendError, ConfigError, DataError, FirstTokenError, UnreachableError
-from ..backends import resolve, with_parallel
+from ..backends import parse_spec, resolve
 from ._apply import find_arm, predictor_for
+from ._runner import with_options
 from ._store import Store
-from ._tasks import as_text, check_unique_ids, read_records
+from ..tasks import as_text, check_unique_ids, read_records
 
 
 def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_ref: str | None = None,
                  backend: Any = None, on_row: Any = None, id_column: str | None = None,
-                 parallel: int | None = None, columns: dict[str, str] | None = None) -> dict[str, int]:
+                 parallel: int | None = None, columns: dict[str, str] | None = None,
+                 model_options: dict[str, str] | None = None) -> dict[str, int]:
     """Apply an arm to every row of ``data``; write one line per row to ``out``. Returns counts. ``columns``:
-    {input field: column} over the run's own mapping."""
+    {input field: column} over the run's own mapping; ``parallel`` and ``model_options`` set options of the
+    arm's model spec (``--parallel``, ``--model-option``)."""
     out, data = Path(out), Path(data)
     for other, what in ((data, "the input (--data)"), (Path(store_path), "the store (--run)")):
         if same_file(out, other):
@@ -38,8 +41,14 @@ def predict_file(store_path: str | Path, data: str | Path, out: str | Path, arm_
     store = Store(store_path, readonly=True)
     try:
         arm = find_arm(store, arm_ref)
-        if backend is None and parallel:
-            backend = resolve(with_parallel(arm["model"], parallel))
+        if backend is None and (parallel or model_options):
+            spec = parse_spec(arm["model"]).set("parallel", parallel) if parallel else parse_spec(arm["model"])
+            changed = with_options(spec, model_options or {})
+            if changed.key != spec.key:  # an identity option: no longer the arm that was measured
+                raise ConfigError(f"--model-option would change the arm's model from {spec.key!r} to "
+                                  f"{changed.key!r}", hint="pass only options that do not change replies "
+                                  "(such as parallel or timeout), or run eval with that model and use its arm")
+            backend = resolve(changed)
         predictor = predictor_for(store, arm, backend=backend)
         run = store.last_run(arm["task"])
         stored = json.loads(run["config"]).get("columns") or {} if run else {}

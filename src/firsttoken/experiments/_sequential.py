@@ -5,7 +5,7 @@ Every live arm runs the same rows (paired). After each round: an anytime-valid c
 another by more than the margin stops being run (its rows stay in the store and the report); the run
 stops when ``_confseq.decide`` picks an arm, or when the rows, ``max_rows`` or ``max_tokens`` run out
 ("inconclusive after N rows", with the current intervals). A round is as many rows as the backend runs at
-once (its ``concurrency``), for every live arm. Resumable: the order and the looks are the same on a
+once (its ``parallel``), for every live arm. Resumable: the order and the looks are the same on a
 rerun, so stored rows replay the same decisions without a call and the run continues where it stopped.
 An open-ended task (``arithmetic`` without a count) draws its rows as they are used and records them in
 the store's current data. Does not handle: several processes running one sequence at once.
@@ -19,21 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import Backend
-from ..backends import resolve
 from . import _confseq
+from ._config import EvalConfig
 from ._store import Store
 from ._summary import arm_label
-from ._tasks import Row, Task
+from ..tasks import Row, Task
 
 
-def run_until_decided(runner: Any, arms: list[Any], task: Task, db: Store, backends: dict[str, Backend | str],
-                      margin: float, alpha: float, max_rows: int | None, max_tokens: int | None, seed: int,
-                      limit: int | None, sample: int | None, progress: Any) -> dict[str, Any]:
-    """Run the sequence; returns the ``sequential`` block of the summary (and the row keys used)."""
-    for model, b in list(backends.items()):
-        if isinstance(b, str):
-            backends[model] = resolve(b)
+def run_until_decided(runner: Any, arms: list[Any], task: Task, db: Store, config: EvalConfig) -> dict[str, Any]:
+    """Run the sequence; returns the ``sequential`` block of the summary (and the row keys used). ``runner(arms,
+    rows)`` runs and records rows, returning their results; ``runner.parallel(model)`` is a model's round."""
+    margin, alpha, max_rows, max_tokens = config.margin, config.alpha, config.max_rows, config.max_tokens
+    seed, limit, sample = config.seed, config.limit, config.sample
     order: list[Row] = []
     if not task.open_ended:
         order = list(task.rows(limit=limit, sample=sample, seed=seed))  # a copy: the task's rows keep their order
@@ -63,7 +60,7 @@ def run_until_decided(runner: Any, arms: list[Any], task: Task, db: Store, backe
         live = [a for a in arms if a.id not in stopped]
         # a round: as many rows as the backend runs at once, for every live arm: a batching backend's slots
         # stay full while one arm's rows finish (rounds are barriers: a smaller round idles the slots)
-        step = min(max(1, getattr(backends[a.model], "concurrency", 1) or 1) for a in live)
+        step = min(runner.parallel(a.model) for a in live)
         take = min(step, cap - used)
         if task.open_ended:
             fresh = task.draw(used + take)[used:]
@@ -73,8 +70,7 @@ def run_until_decided(runner: Any, arms: list[Any], task: Task, db: Store, backe
         if not rows:
             return _block(look, arms, used, "rows", margin, alpha, stopped, max_rows, max_tokens, order[:used])
         for model in dict.fromkeys(a.model for a in live):
-            for result in runner(  # noqa: B023 (used now)
-                    [a for a in live if a.model == model], task, rows, db, backends, progress):
+            for result in runner([a for a in live if a.model == model], rows):  # noqa: B023 (used now)
                 if result["outcome"] != "backend_error":
                     state[result["arm_id"]][result["row_key"]] = (float(result["outcome"] == "correct"),
                                                                   _tokens(result), result["row_hash"])

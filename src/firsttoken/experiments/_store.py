@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError, DataError
-from . import _identity
+from ..tasks import changed_parts, digest
+from . import _frozen, _migrate_m003
 
 RESULT_COLUMNS = ("arm_id", "row_key", "row_hash", "call_hash", "outcome", "outputs", "thoughts", "raw", "score",
                   "prompt_tokens", "reasoning_tokens", "answer_tokens", "seconds", "estimated", "order_violated",
@@ -30,21 +31,19 @@ RESULT_COLUMNS = ("arm_id", "row_key", "row_hash", "call_hash", "outcome", "outp
 
 def _m003_identity(db: sqlite3.Connection) -> None:
     """Rows by content, arms by what changes a reply, one definition per task (see ``_identity``)."""
-    from . import _migrate_m003
-
     _migrate_m003.run(db)
 
 
 def _m004_enforced(db: sqlite3.Connection) -> None:
     """Each arm records what its backend enforced: ``llguidance``, a server's schema mode, or NULL with
     ``constrained`` set: nothing was sent (prompt-only). Arms stored before are filled in from their model
-    spec, layout and syntax (what the same spec enforces today); an arm whose model is not a spec (a
+    spec, layout and syntax (what the spec enforced when m004 was written: ``_frozen``); an arm whose model is not a spec (a
     backend object passed from Python) stays NULL with a note in ``config``: unknown."""
     db.execute("ALTER TABLE arms ADD COLUMN enforced TEXT")
     for arm in db.execute("SELECT id, model, layout, syntax, constrained, config FROM arms").fetchall():
         if not arm[4]:
             continue
-        enforced, known = _identity.enforced_by_spec(arm[1], arm[2], arm[3])
+        enforced, known = _frozen.m004_enforced(arm[1], arm[2], arm[3])
         if known:
             db.execute("UPDATE arms SET enforced = ? WHERE id = ?", (enforced, arm[0]))
         else:
@@ -167,7 +166,7 @@ class Store:
     # --- the task's definition --------------------------------------------------------------------
     def check_definition(self, task: str, definition: dict[str, Any]) -> None:
         """Record the task's definition, or refuse one that differs from the definition stored for it."""
-        fingerprint = _identity.digest(definition)[:16]
+        fingerprint = digest(definition)[:16]
         stored = self.db.execute("SELECT fingerprint, definition FROM tasks WHERE name = ?", (task,)).fetchone()
         if stored is None:
             self.db.execute("INSERT INTO tasks VALUES (?, ?, ?)", (task, fingerprint, json.dumps(definition)))
@@ -178,7 +177,7 @@ class Store:
             raise ConfigError(f"{self.path}: task {task!r} was stored by an older firsttoken that could not record "
                               "its definition, so new results could not be told apart from old ones",
                               hint=f"pass --store NEW.db (or move {self.path} away)")
-        what = _identity.changed_parts(json.loads(stored["definition"]), definition) or ["definition"]
+        what = changed_parts(json.loads(stored["definition"]), definition) or ["definition"]
         raise ConfigError(f"{self.path} holds task {task!r} with other {', '.join(what)}: its results would not be "
                           "comparable with the new ones",
                           hint=f"pass --store NEW.db to evaluate the new definition, or undo the change to add to "

@@ -1,21 +1,27 @@
 """Built-in tasks by name (``--task NAME``), each a ``Task`` like any ``--data`` file.
 
+``Task`` and ``Row`` (``_task``), tasks from data files (``_files``, ``_readers``), row and definition identity
+(``_identity``), metrics (``_metrics``) and ``--signature`` classes (``_user_signature``) live here too: the
+experiments harness builds on them, never the other way round.
 Data sets are read from ``--data PATH`` (a file or folder as the task needs); without it, from
 ``$FIRSTTOKEN_DATA/<task>`` or ``../shared/data/<task>`` where that exists. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigError, DataError
-from ..experiments._tasks import Task
+from .._errors import ConfigError
 from ._arithmetic import Arithmetic, arithmetic_task
-from ._datasets import banking77_task, bbh_task, gsm8k_task, products_task
+from ._datasets import banking77_task, bbh_task, data_path, gsm8k_task, products_task
+from ._files import as_text, check_unique_ids, column_map, file_task, read_label_descriptions
+from ._identity import assign_keys, changed_parts, content_hash, digest, task_definition
+from ._metrics import is_correct
+from ._readers import read_records
+from ._task import Row, Task, sample_rows
+from ._user_signature import load_signature, rebuild as rebuild_signature
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
 
@@ -57,22 +63,11 @@ def task_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def data_path(data: str | None, task: str) -> Path:
-    """Where a built-in task's data is: --data, else $FIRSTTOKEN_DATA/<task>, else ../shared/data/<task>."""
-    if data:
-        path = Path(data).expanduser()
-        if not path.exists():
-            raise DataError(f"{path}: not found", hint=f"point --data at the {task} file or folder")
-        return path
-    for root in (os.environ.get("FIRSTTOKEN_DATA"), "../shared/data"):
-        if root and (Path(root) / task).exists():
-            return Path(root) / task
-    raise DataError(f"task {task!r} needs its data set", hint=f"pass --data PATH (a {task} file or folder)")
-
-
 for _name, _factory in (("arithmetic", arithmetic_task), ("gsm8k", gsm8k_task), ("products", products_task),
                         ("banking77", banking77_task), ("bbh", bbh_task)):
     register_task(_name, _factory)
 
-__all__ = ["Arithmetic", "arithmetic_task", "banking77_task", "bbh_task", "data_path", "get_task", "gsm8k_task",
-           "products_task", "register_task", "task_names"]
+__all__ = ["Arithmetic", "Row", "Task", "arithmetic_task", "as_text", "assign_keys", "banking77_task", "bbh_task",
+           "changed_parts", "check_unique_ids", "column_map", "content_hash", "data_path", "digest", "file_task",
+           "get_task", "gsm8k_task", "is_correct", "load_signature", "products_task", "read_label_descriptions",
+           "read_records", "rebuild_signature", "register_task", "sample_rows", "task_definition", "task_names"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from .._signature import InputField, OutputField, Signature
-from ..experiments._tasks import Row, Task
+from ._task import Row, Task
 
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Ema", "Finn", "Gia", "Hugo", "Ines", "Jon"]
 THINGS = ["marbles", "stickers", "apples", "coins", "cards", "shells", "pencils", "stamps"]

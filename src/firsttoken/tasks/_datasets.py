@@ -7,18 +7,31 @@ workspace) through the same checked reader as ``--data`` files, so bad rows are 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Literal
 
 from .._errors import DataError
 from .._signature import InputField, OutputField, Signature
-from ..experiments._tasks import Row, Task, read_records
+from ._readers import read_records
+from ._task import Row, Task
+
+
+def data_path(data: str | None, task: str) -> Path:
+    """Where a built-in task's data is: --data, else $FIRSTTOKEN_DATA/<task>, else ../shared/data/<task>."""
+    if data:
+        path = Path(data).expanduser()
+        if not path.exists():
+            raise DataError(f"{path}: not found", hint=f"point --data at the {task} file or folder")
+        return path
+    for root in (os.environ.get("FIRSTTOKEN_DATA"), "../shared/data"):
+        if root and (Path(root) / task).exists():
+            return Path(root) / task
+    raise DataError(f"task {task!r} needs its data set", hint=f"pass --data PATH (a {task} file or folder)")
 
 
 def _file(data: str | None, name: str, default_name: str) -> Path:
-    from . import data_path
-
     path = data_path(data, name)
     if path.is_dir():
         path = path / default_name
@@ -92,8 +105,6 @@ def products_task(data: str | None = None, *, skip_bad_rows: bool = False) -> Ta
 
 
 def banking77_task(data: str | None = None, *, skip_bad_rows: bool = False) -> Task:
-    from . import data_path
-
     folder = data_path(data, "banking77")
     if not folder.is_dir():
         raise DataError(f"{folder}: banking77 needs a folder with test.csv, categories.json and train.csv")

@@ -1,121 +1,22 @@
-"""Tasks: a signature, rows with expected answers, and a metric. Any JSONL, CSV or JSON file is one.
+"""Tasks from data files: any JSONL, CSV, TSV, JSON, Parquet file or ``datasets`` folder is one.
 
-``FileTask`` builds the signature from columns (categories become a ``Literal``) and checks the file
-before any model call: each problem names the file, line (and column for JSON) and the fix.
-Built-in tasks (``firsttoken.tasks``) implement the same ``Task`` interface.
+``file_task`` builds the signature from columns (categories become a ``Literal``) or takes a user's, and
+checks the file before any model call: each problem names the file, line (and column for JSON) and the fix.
 Does not handle: files larger than memory, nested columns (values are taken as they are).
 """
 
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .. import _types
 from .._errors import ConfigError, DataError
 from .._signature import Signature
-from . import _identity, _metrics
+from . import _metrics
 from ._readers import read_records
-
-
-@dataclass
-class Row:
-    """One row. ``id`` is what reports quote (a line number, a generated name, an ``--id`` value); ``key``
-    identifies the row in a store and ``hash`` is its content (both set by the Task, see ``_identity``)."""
-
-    id: str
-    inputs: dict[str, Any]
-    expected: Any
-    difficulty: float | None = None
-    key: str = field(default="", compare=False)
-    hash: str = field(default="", compare=False)
-
-
-@dataclass
-class Task:
-    """A signature, its rows, which output is scored and how."""
-
-    name: str
-    signature: type[Signature]
-    output: str
-    metric_name: str
-    all_rows: list[Row]
-    labels: list[str] | None = None
-    bad_rows: int = 0
-    demo_pool: list[dict[str, Any]] = field(default_factory=list)
-    keyed_by_id: bool = False  # rows identified by their ``id`` (``--id COLUMN``), not by their content
-    source: Callable[[int], Row] | None = None  # open-ended: row i, drawn when first used (``draw``)
-    columns: dict[str, str] = field(default_factory=dict)  # field -> the data column it is read from
-    signature_ref: str | None = None  # ``--signature``: where the signature comes from (stored with the run)
-    signature_fingerprint: str | None = None  # what it declared when loaded (``_user_signature.fingerprint``)
-
-    def __post_init__(self) -> None:
-        self.metric = _metrics.get_metric(self.metric_name)
-        _identity.assign_keys(self.all_rows, self.keyed_by_id)
-
-    @classmethod
-    def from_file(cls, path: str | Path, signature: Any = None, inputs: list[str] | dict[str, str] | None = None,
-                  output: str | dict[str, str] | None = None, metric: str = "exact", **options: Any) -> Task:
-        """A task from a data file (``.jsonl``, ``.json``, ``.csv``, ``.tsv``, ``.parquet``, a ``datasets``
-        folder). ``signature``: a firsttoken or DSPy Signature class, or ``"file.py:Class"``; without one it
-        is built from the columns. ``inputs``/``output``: columns, or ``{field: column}``. ``options``: those
-        of ``file_task`` (labels, label_descriptions, output_type, instructions, id_column, ...)."""
-        ref = fp = None
-        if isinstance(signature, str):
-            from ._user_signature import fingerprint, load_signature, stored_ref
-
-            ref, signature = stored_ref(signature), load_signature(signature)
-            fp = fingerprint(signature)
-        elif signature is not None and not (isinstance(signature, type) and issubclass(signature, Signature)):
-            signature = Signature.from_dspy(signature)
-        task = file_task(path, inputs, output, metric, signature=signature, **options)
-        task.signature_ref, task.signature_fingerprint = ref, fp
-        return task
-
-    @classmethod
-    def builtin(cls, name: str, data: str | Path | None = None) -> Task:
-        """A built-in task by name (``firsttoken tasks`` lists them), its data from ``data`` where it needs some."""
-        from ..tasks import get_task
-
-        return get_task(name, str(data) if data is not None else None)
-
-    @property
-    def open_ended(self) -> bool:
-        return self.source is not None
-
-    def draw(self, n: int) -> list[Row]:
-        """An open-ended task's first ``n`` rows (drawn now where not yet drawn; the same rows every time)."""
-        if self.source is None:
-            return self.all_rows[:n]
-        had = len(self.all_rows)
-        if had < n:
-            self.all_rows += [self.source(i) for i in range(had, n)]
-            _identity.assign_keys(self.all_rows, self.keyed_by_id, start=had)  # the new rows only
-        return self.all_rows[:n]
-
-    def definition(self) -> dict[str, Any]:
-        """What decides the question and its scoring (see ``_identity``); stored with every run."""
-        return _identity.task_definition(self.signature, self.output, self.metric_name, self.labels)
-
-    def score(self, row: Row, outputs: dict[str, Any]) -> float:
-        return float(self.metric(row.expected, outputs[self.output]))
-
-    def rows(self, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[Row]:
-        rows = sample_rows(self.all_rows, sample, seed) if sample is not None else self.all_rows
-        return rows[:limit] if limit is not None else rows
-
-    def has_difficulty(self) -> bool:
-        return any(r.difficulty is not None for r in self.all_rows)
-
-
-def sample_rows(rows: list[Any], n: int, seed: int) -> list[Any]:
-    """``n`` rows drawn with ``seed``, kept in their order (the same draw from the same rows, anywhere)."""
-    order = {id(r): i for i, r in enumerate(rows)}
-    return sorted(random.Random(seed).sample(rows, min(n, len(rows))), key=lambda r: order[id(r)])
+from ._task import Row, Task
 
 
 def field_name(column: str) -> str:
@@ -349,54 +250,3 @@ def _difficulty(value: Any) -> float | None:
         return None if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return None
-
-
-DEMO_SELECTIONS = ("first", "random", "stratified")
-
-
-def load_demos(path: str | Path, task: Task, k: int, selection: str = "first", seed: int = 0) -> list[dict[str, Any]]:
-    """``k`` rows of a demos file as few-shot examples (an optional ``reasoning`` column), columns named as in
-    the task's data: the ``first`` k, ``random`` (seeded), or ``stratified`` (seeded; the labels in turn, so
-    each label has a demo before any has two: label tasks only). Each must hold every input and the answer."""
-    if selection not in DEMO_SELECTIONS:
-        raise ConfigError(f"--demo-selection {selection!r}: unknown", hint=f"use one of: {', '.join(DEMO_SELECTIONS)}")
-    if selection == "stratified" and task.labels is None:
-        raise ConfigError("--demo-selection stratified is for label tasks", hint="use random (or first)")
-    records, _ = read_records(Path(path))
-    column = {f: task.columns.get(f, f) for f in [*task.signature.input_fields, task.output]}
-    demos = []
-    for line_no, record in records:
-        missing = [c for c in column.values() if c not in record]
-        if missing:
-            raise DataError(f"{path}:{line_no}: demo lacks column {missing[0]!r}", hint="give the demos file the "
-                            "data's columns")
-        demo = {f: record[c] for f, c in column.items() if f != task.output}
-        demo[task.output] = _coerce(task, record[column[task.output]])
-        if record.get("reasoning"):
-            demo["reasoning"] = record["reasoning"]
-        demos.append(demo)
-    if selection == "first":
-        return demos[:k]
-    rng = random.Random(seed)
-    shuffled = rng.sample(demos, len(demos))
-    if selection == "random":
-        return shuffled[:k]
-    by_label: dict[str, list[dict[str, Any]]] = {}
-    for demo in shuffled:
-        by_label.setdefault(str(getattr(demo[task.output], "value", demo[task.output])), []).append(demo)
-    chosen: list[dict[str, Any]] = []
-    while len(chosen) < min(k, len(demos)):
-        for group in by_label.values():
-            if group and len(chosen) < k:
-                chosen.append(group.pop(0))
-    return chosen
-
-
-def _coerce(task: Task, value: Any) -> Any:
-    from .. import _types
-
-    tp = task.signature.output_fields[task.output].annotation
-    try:
-        return _types.from_plain(tp, str(value), task.output)
-    except ValueError as e:
-        raise DataError(f"demo value {value!r} does not fit the output type: {e}") from None

@@ -1,0 +1,123 @@
+"""Arms: one (model, layout, syntax, constrained, thinking budget, demos) each, and the grid of them.
+
+An arm's model is its identity: a spec's ``key`` (``ModelSpec.key``), or a backend object's label. What
+its backend enforces of the arm's constraint (``enforced``) is found once, when the grid is built, from the
+spec or the object itself; where that is our GBNF, its version joins the arm's identity (``_identity``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
+
+from .._backend import Backend, enforcement
+from .._options import GenerateOptions
+from .._predictor import Predictor, layout_signature
+from .._signature import InputField, OutputField, Signature
+from .._spec import ModelSpec
+from ..backends import parse_spec
+from ..layouts import get_layout, layout_names
+from . import _identity
+
+
+@dataclass(frozen=True)
+class Arm:
+    """``demo_rows`` is the demos' content as JSON (part of the identity); ``enforced`` what the model
+    enforces of a constrained arm (None: nothing, prompt-only)."""
+
+    task: str
+    model: str
+    layout: str
+    syntax: str
+    constrained: bool
+    budget: int | None  # None: the layout has no reasoning region
+    demos: int = 0
+    demo_rows: str = "[]"
+    enforced: str | None = None
+
+    @property
+    def options(self) -> GenerateOptions:
+        return _identity.arm_options(self.constrained, self.budget)
+
+    @property
+    def layout_version(self) -> int:
+        return get_layout(self.layout, self.syntax).version
+
+    @property
+    def server_grammar(self) -> str | None:
+        return _identity.grammar_version(self.enforced if self.constrained else None)
+
+    @cached_property
+    def id(self) -> str:
+        fp = _identity.arm_fingerprint(self.task, self.model, self.layout, self.layout_version, self.syntax,
+                                       self.options, json.loads(self.demo_rows), self.server_grammar)
+        return _identity.arm_id(self.task, self.model, self.layout, self.syntax, self.constrained, self.budget,
+                                self.demos, fp)
+
+    def record(self) -> dict[str, Any]:
+        config = {"layout_version": self.layout_version, "options": self.options.model_dump(),
+                  "demo_rows": json.loads(self.demo_rows)}
+        if self.server_grammar:
+            config["server_grammar"] = self.server_grammar
+        fields = {k: v for k, v in asdict(self).items() if k != "demo_rows"}
+        return {**fields, "id": self.id, "constrained": int(self.constrained), "config": config}
+
+    def predictor(self, signature: type, backend: Any) -> Predictor:
+        """The Predictor that runs this arm (with the options its identity covers)."""
+        return Predictor(signature, layout=self.layout, syntax=self.syntax, model=backend,
+                         demos=json.loads(self.demo_rows), **self.options.model_dump())
+
+
+class _Any(Signature):
+    """-"""  # a stand-in where no task's signature is given: what is enforced depends on the layout
+
+    question: str = InputField()
+    answer: str = OutputField()
+
+
+Model = str | ModelSpec | Backend
+
+
+def model_identity(model: Model) -> tuple[str, ModelSpec | Backend]:
+    """(identity, what builds or is the backend): a spec is parsed once; an object is its own source."""
+    if isinstance(model, (str, ModelSpec)):
+        spec = parse_spec(model)
+        return spec.key, spec
+    return getattr(model, "label", None) or type(model).__name__, model
+
+
+def arm_enforcement(source: ModelSpec | Backend, layout: str, syntax: str, signature: type | None = None) -> str | None:
+    """What ``source`` enforces of a constrained (layout, syntax) arm's constraint."""
+    the_layout = get_layout(layout, syntax)
+    constraint = the_layout.constraint(layout_signature(signature or _Any, the_layout))
+    if isinstance(source, ModelSpec):
+        return source.enforcement(constraint)
+    return enforcement(source, constraint)
+
+
+def build_grid(task: str, models: Sequence[Model], layouts: Sequence[str] | None, syntaxes: Sequence[str],
+               constrained: Sequence[bool], budgets: Sequence[int | None], demos: list[dict] | None = None,
+               signature: type | None = None) -> list[Arm]:
+    """Every combination; a layout without a requested syntax uses its own; no duplicate arms."""
+    layouts = list(layouts or layout_names())
+    for name in layouts:
+        get_layout(name)  # unknown names fail here, before any model call
+    demo_rows = json.dumps(demos or [], default=str)
+    arms: list[Arm] = []
+    for model in models:
+        key, source = model_identity(model)
+        for name in layouts:
+            own = get_layout(name).syntaxes
+            for syntax in syntaxes:
+                s = syntax if syntax in own else own[0]
+                has_region = get_layout(name, s).has_reasoning
+                for c in constrained:
+                    enforced = arm_enforcement(source, name, s, signature) if c else None
+                    for budget in (budgets if has_region else [None]):
+                        arm = Arm(task, key, name, s, c, budget, len(demos or []), demo_rows, enforced)
+                        if arm not in arms:
+                            arms.append(arm)
+    return arms
