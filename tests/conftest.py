@@ -1,8 +1,27 @@
-"""Shared fixtures: the global registries restored after a test that adds to them."""
+"""Shared fixtures: the packaged test model, the stub server, the global registries restored after a test."""
 
 from __future__ import annotations
 
 import pytest
+
+import firsttoken as ft
+
+from .servers import start_stub
+
+
+@pytest.fixture(scope="module")
+def smol():
+    """The packaged test model, loaded once per module (so a module's calls follow only its own)."""
+    return ft.load("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def stub():
+    """An OpenAI-compatible stub server on loopback that answers every request with {"answer": 4}: its URL."""
+    proc, url = start_stub('{"answer": 4}')
+    yield url
+    proc.kill()
+    proc.wait()
 
 
 @pytest.fixture

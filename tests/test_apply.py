@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .test_eval import SUM, cli, eval_args, write_sums
+from .helpers import SUM, cli, eval_args, write_sums
 
 
 def run_grid(tmp_path, n=24):

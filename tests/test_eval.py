@@ -3,40 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SUM = "scripted:tests.fakes:echo_sum"
-
-
-def write_sums(path: Path, n: int = 12) -> Path:
-    path.write_text("".join(json.dumps({"question": f"{i}+{i % 3}", "answer": i + i % 3}) + "\n" for i in range(n)))
-    return path
-
-
-def cli(*args, cwd: Path, env: dict | None = None, **kw):
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-c", "from firsttoken.cli import main; main()", *args], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=300, **kw)
-
-
-def eval_args(data: Path, *extra):
-    return ["eval", "--data", str(data), "--inputs", "question", "--output", "answer", "--metric", "numeric",
-            "--quiet", *extra]
-
-
-def count_calls(path: Path) -> int:
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
+from .helpers import SUM, cli, count_calls, eval_args, kill_after_results, write_sums
 
 def test_json_summary_has_every_field(tmp_path):
     data = write_sums(tmp_path / "sums.jsonl")
@@ -69,25 +42,6 @@ def test_rerun_of_a_finished_run_makes_no_model_calls(tmp_path):
     assert cli(*eval_args(data, "-m", "scripted:tests.fakes:slow_sum", "--layouts", "direct,thoughts_first"),
                cwd=tmp_path, env=env).returncode == 0
     assert count_calls(calls) == 24
-
-
-def kill_after_results(args: list[str], cwd: Path, db: Path, n: int, env: dict | None = None,
-                       seconds: float = 120) -> None:
-    """Start `firsttoken` with ``args``; SIGKILL it once ``db`` holds ``n`` results (or ``seconds`` pass)."""
-    proc = subprocess.Popen([sys.executable, "-c", "from firsttoken.cli import main; main()", *args], cwd=cwd,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        time.sleep(0.1)
-        try:
-            with sqlite3.connect(db) as con:
-                if con.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= n:
-                    break
-        except sqlite3.Error:
-            pass  # not created yet, or mid-migration
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
 
 
 def test_killed_run_resumes_with_every_row_stored_once(tmp_path):

@@ -10,25 +10,16 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
 
 import firsttoken as ft
 
-from .servers import FaultProxy, start_stub
-from .test_eval import ROOT, SUM, cli, count_calls, eval_args, write_sums
+from .servers import FaultProxy
+from .helpers import CLI, SUM, cli, cli_env, count_calls, eval_args, write_sums
 
 SECRET = "sk-hostile-secret-7781"
-
-
-@pytest.fixture(scope="module")
-def stub():
-    proc, url = start_stub('{"answer": 4}')
-    yield url
-    proc.kill()
-    proc.wait()
 
 
 def fours(path, n=20):
@@ -99,8 +90,7 @@ def test_2_a_usage_error_prints_typers_usage_and_exits_2(tmp_path):
 def _interrupt(args, env, tmp_path, ready):
     # Ctrl-C as a terminal sends it: a shell's background job (`make test &`) ignores SIGINT, and a child
     # that starts with SIGINT ignored never gets Python's KeyboardInterrupt handler
-    proc = subprocess.Popen([sys.executable, "-c", "from firsttoken.cli import main; main()", *args], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60

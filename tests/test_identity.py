@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from .test_eval import SUM, cli, count_calls, write_sums
+from .helpers import cli, count_calls, write_sums
 
 SENT = "scripted:tests.fakes:sentiment"
 REVIEWS = [("a good film", "pos"), ("a dull film", "neg"), ("good acting", "pos"), ("bad plot", "neg"),

@@ -171,3 +171,15 @@ def test_every_module_imports_on_its_own():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert importlib.util.find_spec("firsttoken") is not None
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in tests/helpers.py, conftest.py (fixtures), fakes, signatures, servers, grammar."""
+    bad = []
+    for path in (ROOT / "tests").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + ([a.name for a in node.names] if not node.module else [])
+                bad += [f"{path.name}:{node.lineno} imports {n}" for n in names
+                        if n.rpartition(".")[2].startswith("test_")]
+    assert not bad

@@ -23,11 +23,6 @@ ROWS = {
 APPLES = ROWS[Arithmetic][0]
 
 
-@pytest.fixture(scope="module")
-def smol():
-    return ft.load("smollm2-135m")
-
-
 @pytest.mark.parametrize("sig", list(ROWS), ids=lambda s: s.__name__)
 @pytest.mark.parametrize("name,syntax", ARMS)
 def test_every_layout_constrained_gives_a_valid_typed_prediction(smol, name, syntax, sig):

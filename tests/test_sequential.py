@@ -15,6 +15,7 @@ from firsttoken.experiments._simulate import simulate
 from firsttoken.tasks import get_task
 
 from . import fakes
+from .helpers import cli, eval_args, kill_after_results, write_sums
 
 # 200 Bernoulli(0.7) draws (numpy default_rng(0)), and the PrPl-EB bounds at alpha 0.05, truncation 1/2,
 # without the running intersection, as the authors' reference code gives them (confseq's
@@ -138,8 +139,6 @@ def test_an_open_ended_task_draws_rows_as_used_and_a_bigger_budget_continues(tmp
 
 def test_a_killed_until_decided_run_continues_its_sequence(tmp_path):
     import sqlite3
-
-    from .test_eval import cli, eval_args, kill_after_results, write_sums
 
     data = write_sums(tmp_path / "sums.jsonl", n=30)
     calls = tmp_path / "calls.txt"

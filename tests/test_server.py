@@ -4,7 +4,6 @@ client's own logic) and llama-cpp-python's server with SmolLM2 (every layout, an
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -16,13 +15,6 @@ from .servers import FaultProxy, start_llama_server, start_stub
 from .signatures import CATEGORIES, Arithmetic, Products, builtin_arms
 
 ANSWER = '{"answer": 4}'
-
-
-@pytest.fixture(scope="module")
-def stub():
-    proc, url = start_stub(ANSWER)
-    yield url
-    proc.kill()
 
 
 def backend(url: str, **kw) -> ft.OpenAICompatible:

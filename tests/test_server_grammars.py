@@ -19,7 +19,7 @@ from firsttoken.layouts import _gbnf
 from .grammar import accepts
 from .servers import start_stub
 from .signatures import EXAMPLES, Everything, Products, builtin_arms
-from .test_eval import cli
+from .helpers import cli
 
 _BYTES = llguidance.LLTokenizer("byte")
 REASONING = "Compare the words.\n\nBlank lines, <tags>, [[ brackets ]], \"quotes\" and \\ are fine."

@@ -15,7 +15,7 @@ import firsttoken as ft
 from firsttoken.tasks import read_records
 
 from .fakes import ticket_triage
-from .test_eval import cli
+from .helpers import cli
 
 TICKETS = [("T-1", "Refund please", "I was charged twice for my plan, please refund.", "billing"),
            ("T-2", "App crash!", "The app shows an error and crashes on start.", "bug"),

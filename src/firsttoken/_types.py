@@ -160,7 +160,7 @@ def json_value_rule(tp: Any, g: Grammar, name: str) -> str:
     if get_origin(tp) is list:
         item = json_value_rule(get_args(tp)[0], g, f"{name}_item")
         return g.rule(f"{name}_list", f'"[" ("]" | {item} (", " {item}){{0,{LIST_MAX - 1}}} "]")')
-    parts = [f'"{{" ']
+    parts = ['"{" ']
     for i, (fname, field) in enumerate(tp.model_fields.items()):
         sep = "" if i == 0 else ", "
         parts.append(lark_literal(sep + json.dumps(fname) + ": ") + " "

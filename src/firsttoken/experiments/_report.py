@@ -10,6 +10,8 @@ import base64
 import html
 import io
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .._text import html_safe
@@ -20,18 +22,41 @@ def pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
+@dataclass(frozen=True)
+class Column:
+    """One column of the arms table, in Markdown and HTML alike: its title and its cell's text for an arm;
+    ``when``: shown only for summaries it holds for. A new statistic is a value in ``_summary.ArmStats`` and a
+    line here (``--json`` prints every ArmStats field already)."""
+
+    title: str
+    cell: Callable[[dict[str, Any]], str]
+    when: Callable[[dict[str, Any]], bool] = lambda summary: True
+
+
+ARM_COLUMNS = (
+    Column("arm", lambda a: a["label"]),
+    Column("n", lambda a: str(a["n"])),
+    Column("accuracy (95% CI)", lambda a: f"{pct(a['accuracy'])} ({pct(a['ci_low'])}–{pct(a['ci_high'])})"),
+    Column("parsed acc.", lambda a: pct(a["accuracy_parsed"])),
+    Column("parse fail", lambda a: str(a["parse_failures"])),
+    Column("backend err", lambda a: str(a["backend_errors"])),
+    Column("reasoning tok", lambda a: f"{a['mean_reasoning_tokens']:.0f}"),
+    Column("answer tok", lambda a: f"{a['mean_answer_tokens']:.0f}"),
+    Column("macro-F1 (95% CI)", lambda a: f"{a['macro_f1']:.3f} ({a['macro_f1_low']:.3f}–{a['macro_f1_high']:.3f})"
+           if "macro_f1" in a else "–", when=lambda summary: bool(summary.get("labels"))),
+)
+
+
+def arm_columns(summary: dict[str, Any]) -> list[Column]:
+    return [c for c in ARM_COLUMNS if c.when(summary)]
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    lines = [f"## {summary['task']}", "",
-             "| # | arm | n | accuracy (95% CI) | parsed acc. | parse fail | backend err | reasoning tok | answer tok |"
-             + (" macro-F1 (95% CI) |" if summary.get("labels") else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if summary.get("labels") else "")]
+    columns = arm_columns(summary)
+    lines = [f"## {summary['task']}", "", "| # | " + " | ".join(c.title for c in columns) + " |",
+             "|---|" + "---|" * len(columns)]
     for i, a in enumerate(summary["arms"], 1):
-        row = (f"| {i} | {a['label']} | {a['n']} | {pct(a['accuracy'])} ({pct(a['ci_low'])}–{pct(a['ci_high'])}) | "
-               f"{pct(a['accuracy_parsed'])} | {a['parse_failures']} | {a['backend_errors']} | "
-               f"{a['mean_reasoning_tokens']:.0f} | {a['mean_answer_tokens']:.0f} |")
-        if "macro_f1" in a:
-            row += f" {a['macro_f1']:.3f} ({a['macro_f1_low']:.3f}–{a['macro_f1_high']:.3f}) |"
-        lines.append(row)
+        lines.append(f"| {i} | " + " | ".join(c.cell(a) for c in columns) + " |")
     if any(a["tokens_estimated"] for a in summary["arms"]):
         lines += ["", "Token counts of some arms are estimates (not counted during generation)."]
     if summary["comparisons"]:
@@ -167,14 +192,11 @@ def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 
              ".parse_failure{background:#fde7e9}.backend_error{background:#eee}</style></head><body>",
              "<h1>firsttoken report</h1>", f"<p>Store: {e(str(store.path))}</p>"]
     for s in summaries:
-        parts.append(f"<h2>Task {e(s['task'])}</h2><table><tr><th>arm</th><th>n</th><th>accuracy</th>"
-                     "<th>95% CI</th><th>parsed acc.</th><th>parse failures</th><th>backend errors</th>"
-                     "<th>reasoning tok</th><th>answer tok</th></tr>")
+        columns = arm_columns(s)
+        parts.append(f"<h2>Task {e(s['task'])}</h2><table><tr>" + "".join(f"<th>{e(c.title)}</th>" for c in columns)
+                     + "</tr>")
         for a in s["arms"]:
-            parts.append(f"<tr><td>{e(a['label'])}</td><td>{a['n']}</td><td>{pct(a['accuracy'])}</td>"
-                         f"<td>{pct(a['ci_low'])}–{pct(a['ci_high'])}</td><td>{pct(a['accuracy_parsed'])}</td>"
-                         f"<td>{a['parse_failures']}</td><td>{a['backend_errors']}</td>"
-                         f"<td>{a['mean_reasoning_tokens']:.0f}</td><td>{a['mean_answer_tokens']:.0f}</td></tr>")
+            parts.append("<tr>" + "".join(f"<td>{e(c.cell(a))}</td>" for c in columns) + "</tr>")
         parts.append("</table>")
         rec = s["recommendation"]
         parts.append(f"<p><b>Recommendation ({e(rec['status'])}):</b> {e(rec['reason'])}</p>")

@@ -180,8 +180,8 @@ class Store:
         what = changed_parts(json.loads(stored["definition"]), definition) or ["definition"]
         raise ConfigError(f"{self.path} holds task {task!r} with other {', '.join(what)}: its results would not be "
                           "comparable with the new ones",
-                          hint=f"pass --store NEW.db to evaluate the new definition, or undo the change to add to "
-                               f"this store")
+                          hint="pass --store NEW.db to evaluate the new definition, or undo the change to add to "
+                               "this store")
 
     def definition(self, task: str) -> dict[str, Any] | None:
         r = self.db.execute("SELECT definition FROM tasks WHERE name = ?", (task,)).fetchone()

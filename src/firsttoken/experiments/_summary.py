@@ -11,6 +11,8 @@ import json
 from itertools import combinations
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from . import _stats
 from ._store import Store
 
@@ -44,6 +46,41 @@ def arm_label(arm: dict) -> str:
     return f"{arm['model']} {arm['layout']}{syntax}{mode}{budget}{demos}"
 
 
+class ArmStats(BaseModel):
+    """One arm's numbers: the summary's ``arms`` (``--json`` prints every field; the report's tables choose
+    theirs in ``_report.ARM_COLUMNS``). Fractions, not percentages; token counts are means per answered row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    label: str
+    model: str
+    layout: str
+    syntax: str
+    constrained: bool  # a constraint really held the replies (prompt-only arms are False)
+    budget: int | None
+    demos: int
+    enforced: str  # see ``enforcement``
+    n: int  # rows with a model reply
+    correct: int
+    accuracy: float
+    ci_low: float  # Wilson 95%
+    ci_high: float
+    accuracy_parsed: float
+    parse_failures: int
+    backend_errors: int
+    order_violations: int
+    mean_prompt_tokens: float
+    mean_reasoning_tokens: float
+    mean_answer_tokens: float
+    mean_completion_tokens: float
+    seconds: float
+    tokens_estimated: bool
+    macro_f1: float | None = None  # label tasks only (absent otherwise)
+    macro_f1_low: float | None = None
+    macro_f1_high: float | None = None
+
+
 def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: str | None) -> dict:
     answered = [r for r in results if r["outcome"] != "backend_error"]
     n = len(answered)
@@ -55,7 +92,7 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
         return sum(r[key] or 0 for r in answered) / n if n else 0.0
 
     row = {
-        "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "demos": arm.get("demos", 0),
+        "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "demos": arm.get("demos") or 0,
         "enforced": enforcement(arm), "constrained": _held(arm),
         "n": n, "correct": correct, "accuracy": correct / n if n else 0.0, "ci_low": low, "ci_high": high,
         "accuracy_parsed": correct / parsed if parsed else 0.0, "parse_failures": n - parsed,
@@ -70,7 +107,7 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
         predicted = [_predicted(r, output) for r in answered]
         f1, f1_low, f1_high = _stats.macro_f1_interval(expected, predicted, labels)
         row.update(macro_f1=f1, macro_f1_low=f1_low, macro_f1_high=f1_high)
-    return row
+    return ArmStats(**row).model_dump(exclude_unset=True)
 
 
 def _held(arm: dict) -> bool:

@@ -8,6 +8,7 @@ Does not handle: files larger than memory, nested columns (values are taken as t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 

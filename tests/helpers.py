@@ -1,0 +1,61 @@
+"""What many test modules share: the scripted model's spec, data files, running the command line (and killing it).
+
+Test modules import from here (and from fakes, signatures, servers, grammar), never from one another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUM = "scripted:tests.fakes:echo_sum"
+
+
+def write_sums(path: Path, n: int = 12) -> Path:
+    path.write_text("".join(json.dumps({"question": f"{i}+{i % 3}", "answer": i + i % 3}) + "\n" for i in range(n)))
+    return path
+
+
+def cli_env(env: dict | None = None) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+
+
+CLI = [sys.executable, "-c", "from firsttoken.cli import main; main()"]
+
+
+def cli(*args, cwd: Path, env: dict | None = None, **kw):
+    return subprocess.run([*CLI, *args], cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=300, **kw)
+
+
+def eval_args(data: Path, *extra):
+    return ["eval", "--data", str(data), "--inputs", "question", "--output", "answer", "--metric", "numeric",
+            "--quiet", *extra]
+
+
+def count_calls(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def kill_after_results(args: list[str], cwd: Path, db: Path, n: int, env: dict | None = None,
+                       seconds: float = 120) -> None:
+    """Start `firsttoken` with ``args``; SIGKILL it once ``db`` holds ``n`` results (or ``seconds`` pass)."""
+    proc = subprocess.Popen([*CLI, *args], cwd=cwd, env=cli_env(env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(db) as con:
+                if con.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= n:
+                    break
+        except sqlite3.Error:
+            pass  # not created yet, or mid-migration
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
