@@ -108,7 +108,7 @@ def grid(model: str, parallel: int, rows: int, peer: str | None = None, **load: 
         for slots in sorted({1, parallel}):
             proc, url = _start_server(peer, path, slots, threads)
             try:
-                backend = ft.OpenAICompatible(f"{url}/v1", "m", schema_mode="gbnf", concurrency=slots)
+                backend = ft.OpenAICompatible(f"{url}/v1", "m", schema_mode="gbnf", parallel=slots)
                 preds, seconds, _ = _run_grid(backend, task, inputs, out["layouts"])
                 out["llama_server"][slots] = _speed(preds, seconds, _per_layout(preds, task, inputs, out["layouts"]))
             finally:

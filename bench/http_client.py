@@ -30,7 +30,7 @@ class Sum(ft.Signature):
 
 
 def run(url: str, concurrency: int, requests: int) -> dict:
-    model = ft.OpenAICompatible(f"{url}/v1", "stub", concurrency=concurrency)
+    model = ft.OpenAICompatible(f"{url}/v1", "stub", parallel=concurrency)
     predictor = ft.Predictor(Sum, layout="direct", model=model)
     rows = [{"question": f"{i}+{i}"} for i in range(requests)]
     predictor.batch(rows[: min(50, requests)])  # warm-up: connections, imports
