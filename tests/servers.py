@@ -177,11 +177,11 @@ def llama_server_binary() -> str:
     return path
 
 
-def start_llama_cpp_server(model_path: str, parallel: int = 1) -> tuple[subprocess.Popen, str]:
+def start_llama_cpp_server(model_path: str, parallel: int = 1, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """llama.cpp's llama-server on loopback (not llama-cpp-python's server): GBNF in a `grammar` field."""
     port = free_port()
     proc = subprocess.Popen([llama_server_binary(), "-m", model_path, "--host", "127.0.0.1", "--port", str(port),
                              "-c", str(4096 * parallel), "-np", str(parallel), "-t", "2", "--no-webui",
-                             "--seed", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--seed", "0", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}/health", proc)
     return proc, f"http://127.0.0.1:{port}"

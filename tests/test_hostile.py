@@ -44,7 +44,7 @@ def test_1_a_malformed_body_is_that_rows_backend_error_and_the_run_goes_on(tmp_p
     proxy = FaultProxy(stub, plan=["malformed"] * 5)
     data = fours(tmp_path / "f.jsonl")
     spec = f"openai:stub@{proxy.url}/v1?max_retries=0&parallel=1"
-    res = cli(*eval_args(data, "-m", spec, "--layouts", "direct"), cwd=tmp_path)
+    res = cli(*eval_args(data, "-m", spec, "--layouts", "direct", "--no-probe"), cwd=tmp_path)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == ("5 row(s) ended in a backend error (see the backend err column); "
                                                    "rerun the same command to retry them")
@@ -53,7 +53,7 @@ def test_1_a_malformed_body_is_that_rows_backend_error_and_the_run_goes_on(tmp_p
     with sqlite3.connect(db) as con:
         assert "malformed response body" in con.execute("SELECT error FROM results WHERE outcome = 'backend_error'"
                                                         ).fetchone()[0]
-    again = cli(*eval_args(data, "-m", spec, "--layouts", "direct"), cwd=tmp_path)
+    again = cli(*eval_args(data, "-m", spec, "--layouts", "direct", "--no-probe"), cwd=tmp_path)
     assert again.returncode == 0 and outcomes(db).count("correct") == 20
     proxy.close()
 
@@ -118,7 +118,7 @@ def test_2_ctrl_c_stops_with_130_and_the_same_command_resumes(tmp_path):
 def test_2_ctrl_c_abandons_server_calls_in_flight(tmp_path, stub):
     proxy = FaultProxy(stub, plan=["stall"] * 100, stall=600)
     data = fours(tmp_path / "f.jsonl")
-    args = eval_args(data, "-m", f"openai:stub@{proxy.url}/v1?parallel=4&timeout=600", "--layouts", "direct")
+    args = eval_args(data, "-m", f"openai:stub@{proxy.url}/v1?parallel=4&timeout=600", "--layouts", "direct", "--no-probe")
     code, stderr = _interrupt(args, {}, tmp_path, lambda: len(proxy.log) >= 4)
     assert code == 130 and "interrupted; rerun the same command to resume" in stderr  # not 600 s of waiting
     proxy.close()
@@ -128,7 +128,7 @@ def test_2_ctrl_c_abandons_server_calls_in_flight(tmp_path, stub):
 def test_3_keys_never_reach_the_store_the_terminal_or_the_report(tmp_path, stub):
     proxy = FaultProxy(stub, plan=["echo_auth"] * 20)
     data = fours(tmp_path / "f.jsonl", 4)
-    res = cli(*eval_args(data, "-m", f"openai:stub@{proxy.url}/v1", "--layouts", "direct"), cwd=tmp_path,
+    res = cli(*eval_args(data, "-m", f"openai:stub@{proxy.url}/v1", "--layouts", "direct", "--no-probe"), cwd=tmp_path,
               env={"OPENAI_API_KEY": SECRET})
     assert res.returncode == 1 and outcomes(tmp_path / "runs" / "f.db") == ["backend_error"] * 4
     assert any("echo_auth" == f for f in proxy.log)  # the server really echoed the header
@@ -150,7 +150,7 @@ def test_3_url_userinfo_is_stripped_from_labels_reprs_and_arm_ids(tmp_path, stub
     spec = f"openai:stub@http://user:{SECRET}@{host}/v1"
     backend = resolve(spec)
     assert SECRET not in repr(backend) and SECRET not in backend.label
-    res = cli(*eval_args(fours(tmp_path / "f.jsonl", 3), "-m", spec, "--layouts", "direct", "--json"), cwd=tmp_path)
+    res = cli(*eval_args(fours(tmp_path / "f.jsonl", 3), "-m", spec, "--layouts", "direct", "--no-probe", "--json"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert SECRET not in res.stdout and json.loads(res.stdout)["arms"][0]["id"].startswith(f"f|openai:stub@{stub}/v1|")
 
@@ -192,9 +192,9 @@ def test_5_eval_and_predict_exit_nonzero_on_backend_errors_and_predict_retries_t
     proxy = FaultProxy(stub, plan=["echo_auth"] * 4)
     data = fours(tmp_path / "f.jsonl", 4)
     spec = f"openai:stub@{proxy.url}/v1"
-    down = cli(*eval_args(data, "-m", spec, "--layouts", "direct"), cwd=tmp_path)
+    down = cli(*eval_args(data, "-m", spec, "--layouts", "direct", "--no-probe"), cwd=tmp_path)
     assert down.returncode == 1 and "4 row(s) ended in a backend error" in down.stderr
-    assert cli(*eval_args(data, "-m", spec, "--layouts", "direct"), cwd=tmp_path).returncode == 0
+    assert cli(*eval_args(data, "-m", spec, "--layouts", "direct", "--no-probe"), cwd=tmp_path).returncode == 0
     new = tmp_path / "new.jsonl"
     new.write_text("".join(json.dumps({"id": f"r{i}", "question": f"{i}+4-{i}"}) + "\n" for i in range(5)))
     proxy.plan = ["echo_auth"] * 2
@@ -282,7 +282,7 @@ def test_7_escape_sequences_and_markup_never_reach_the_terminal(tmp_path, stub):
     assert "␛[2J" in shown.stdout and "[bold]x[/bold]" in shown.stdout  # shown as text
     assert "options {" in shown.stdout and "[bold]options" not in shown.stdout
     weird = f"openai:m[/b]@{stub}/v1"  # a model name with rich markup in it
-    res = cli(*eval_args(fours(tmp_path / "f.jsonl", 3), "-m", weird, "--layouts", "direct"), cwd=tmp_path)
+    res = cli(*eval_args(fours(tmp_path / "f.jsonl", 3), "-m", weird, "--layouts", "direct", "--no-probe"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert outcomes(tmp_path / "runs" / "f.db") == ["correct"] * 3
 
@@ -291,7 +291,7 @@ def test_7_escape_sequences_and_markup_never_reach_the_terminal(tmp_path, stub):
 def test_8_retry_after_an_hour_ends_the_call_at_once(tmp_path, stub):
     proxy = FaultProxy(stub, plan=["429"], retry_after="3600")
     res = cli(*eval_args(fours(tmp_path / "f.jsonl", 2), "-m", f"openai:stub@{proxy.url}/v1?parallel=1",
-                         "--layouts", "direct"), cwd=tmp_path)
+                         "--layouts", "direct", "--no-probe"), cwd=tmp_path)
     assert res.returncode == 1 and outcomes(tmp_path / "runs" / "f.db") == ["backend_error", "correct"]
     with sqlite3.connect(tmp_path / "runs" / "f.db") as con:
         error = con.execute("SELECT error FROM results WHERE outcome = 'backend_error'").fetchone()[0]

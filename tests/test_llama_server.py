@@ -5,9 +5,13 @@ length in characters is at most that). The server cannot close a region itself: 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import firsttoken as ft
+from firsttoken.backends import resolve
+from firsttoken.backends._probe import SLACK, probe
 from firsttoken.backends.openai_compat import CHARS_PER_TOKEN
 from firsttoken.layouts import _gbnf
 
@@ -62,3 +66,34 @@ def test_every_layout_is_enforced_by_llama_server_with_the_reasoning_bounded(ser
             if not region.json_string:  # a JSON string's bound counts characters (an escape as one)
                 assert len(text) <= _gbnf.cost(text, region.end, region_forbidden(predictor.layout)) \
                     <= CHARS_PER_TOKEN * BUDGET
+
+
+@pytest.fixture(scope="module")
+def thinking_server():
+    """llama-server with a thinking chat template (tests/templates/thinking.jinja: the prompt opens <think>)."""
+    template = str(Path(__file__).parent / "templates" / "thinking.jinja")
+    proc, url = start_llama_cpp_server(ft.load("smollm2-135m").llm.model_path,
+                                       extra=("--jinja", "--chat-template-file", template))
+    yield url
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.model
+def test_a_thinking_budget_is_honoured_by_llama_server_and_every_answer_parses(thinking_server, smol):
+    """thinking_budget_tokens per request: the model's own reasoning (returned apart) stays within the budget plus
+    a closing tag's slack on 10 rows, and the answer after it parses (the grammar starts after </think>)."""
+    budget = 16
+    backend = resolve(f"openai:smollm2@{thinking_server}/v1?engine=llama-server&schema_mode=gbnf&thinking=on"
+                      f"&thinking_budget={budget}&max_retries=0")
+    predictor = ft.Predictor(Products, layout="direct", model=backend)
+    used = []
+    for item_name, item_description in ROWS:
+        pred = predictor(item_name=item_name, item_description=item_description)  # a parse failure raises
+        assert pred.category in CATEGORIES and pred.generation.finish_reason == "stop"
+        assert pred.generation.reasoning  # the model thought, and its thinking came back apart
+        used.append(smol.count_tokens(pred.generation.reasoning))
+    print("reasoning tokens per row:", used)
+    assert max(used) <= budget + SLACK, used
+    findings = {(f.check, f.outcome) for f in probe(backend, [("direct", "json")])}
+    assert ("constraint", "held") in findings and ("budget", "held") in findings

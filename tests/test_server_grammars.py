@@ -175,7 +175,7 @@ def test_json_modes_carry_only_json_layouts_and_say_so(recorder):
 def test_an_unknown_engine_is_refused_with_the_choices():
     with pytest.raises(ft.ConfigError, match="engine 'tgi'") as info:
         ft.OpenAICompatible("http://127.0.0.1:9/v1", "m", schema_mode="lark", engine="tgi")
-    assert "vllm, sglang" in info.value.hint
+    assert "vllm, sglang, llama-server, ollama, openai" in info.value.hint
 
 
 # --- honest labels --------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_a_prompt_only_arm_is_labelled_so_in_the_summary_the_html_and_the_store(
     store = tmp_path / "s.db"
     res = cli("eval", "--data", str(data), "--inputs", "item", "--output", "category", "--labels", "beauty,tops",
               "--metric", "label", "--quiet", "--json", "-m", f"openai:m@{url}/v1", "--layouts",
-              "direct,think_then_answer", "--store", str(store), cwd=tmp_path)
+              "direct,think_then_answer", "--store", str(store), "--no-probe", cwd=tmp_path)  # labels as claimed
     assert res.returncode == 0, res.stderr
     arms = {a["layout"]: a for a in json.loads(res.stdout)["arms"]}
     assert arms["direct"]["enforced"] == "json_schema" and arms["direct"]["constrained"] is True

@@ -16,11 +16,12 @@ Does not handle: options whose value holds ``&`` (the query is split on it).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from ._errors import ConfigError
 
@@ -32,9 +33,20 @@ _FETCH_ONLY = "fetch_only"
 
 class BackendOptions(BaseModel):
     """A backend's spec options. Subclass it as the backend's ``Options``; every field is identity unless it is
-    declared with ``fetch_only(...)``."""
+    declared with ``fetch_only(...)``. A dict or list field takes JSON text in a spec (``?extra_body={...}``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = str(cls.model_fields[info.field_name].annotation) if info.field_name else ""
+        if isinstance(value, str) and value.lstrip()[:1] in ("{", "[") and ("dict" in annotation or "list" in annotation):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"not valid JSON ({e.msg} at character {e.pos})") from None
+        return value
 
 
 def fetch_only(default: Any, **kwargs: Any) -> Any:
@@ -48,7 +60,11 @@ def is_fetch_only(options: type[BackendOptions], name: str) -> bool:
 
 
 def _text(value: Any) -> str:
-    return ("1" if value else "0") if isinstance(value, bool) else str(value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
 
 
 @dataclass(frozen=True)

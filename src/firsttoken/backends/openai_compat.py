@@ -16,14 +16,18 @@ Server-side constraints (``schema_mode``), because servers differ:
   grammar       the JSON Schema converted to GBNF, in ``grammar``   llama-server (before gbnf; kept for stores)
   none          no constraint: parse only
 ``lark`` and ``ebnf`` go in vLLM's ``structured_outputs.grammar``, or with ``engine="sglang"`` in SGLang's
-``ebnf`` field (Lark prefixed ``%llguidance {}``). The JSON modes carry only layouts whose reply is one
+``ebnf`` field (Lark prefixed ``%llguidance {}``). ``engine`` (``_engines``) also says how thinking is switched
+and budgeted (``thinking``, ``thinking_budget``, ``reasoning_effort``) and which token-limit field is sent;
+``extra_body`` adds any other field (and wins over ours); ``sampling=False`` sends no temperature, top_p or seed
+(hosted reasoning models refuse them). A 400 naming a field we sent stops the run with one line naming the
+option that changes it. The JSON modes carry only layouts whose reply is one
 JSON object; the grammar modes carry every built-in layout. ``enforced(constraint)`` says what a request
 carries; an arm that asked for a constraint the mode cannot carry is labelled ``prompt-only``.
 A server cannot close a reasoning region early, so a grammar bounds it: at most ``CHARS_PER_TOKEN`` x the
 thinking budget characters, and ``max_tokens`` leaves room for all of them (a token is at least one
 character) plus the answer. Under the JSON modes only ``max_tokens`` bounds it.
-Reasoning delivered apart (``reasoning_content`` / ``reasoning``) or as a leading ``<think>`` block is split
-off before parsing; its token count comes from ``completion_tokens_details.reasoning_tokens`` when the
+Reasoning delivered apart (``reasoning_content`` / ``reasoning`` / ``thinking``), as a leading ``<think>`` block,
+or R1-style (a reply that closes ``</think>`` without opening it) is split off before parsing; its token count comes from ``completion_tokens_details.reasoning_tokens`` when the
 server reports it, otherwise it is estimated (and marked so).
 """
 
@@ -38,19 +42,23 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import Field
+
 from .._backend import BackendBase, Generation, Messages, Request
 from .._errors import BackendError, ConfigError, ContextOverflowError, UnreachableError
 from .._options import GenerateOptions
 from .._spec import BackendOptions, ModelSpec, fetch_only
 from .._text import redact
 from ..layouts import Constraint
+from ..layouts import _gbnf as _gbnf_pieces
+from ._engines import ENGINES, FIELD_FIXES, REASONING_FIELDS, THINKING, engine as engine_named
 
 SCHEMA_MODES = ("json_schema", "json_object", "gbnf", "lark", "ebnf", "grammar", "none")
 GRAMMAR_MODES = {"gbnf": "gbnf", "lark": "lark", "ebnf": "gbnf"}  # mode -> the layout's grammar dialect
-ENGINES = ("vllm", "sglang")  # where lark and ebnf go
 CHARS_PER_TOKEN = 4  # a server-side region's bound, in characters per token of thinking budget
 _PLACEHOLDER_KEY = "sk-no-key-needed"
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
+_R1 = re.compile(r"^(?!\s*<think>)(.*?)</think>\s*", re.S)  # R1-style: the template opened the block, not the reply
 
 
 class _Retry(Exception):
@@ -64,10 +72,16 @@ class OpenAICompatible(BackendBase):
     Its spec: ``openai:MODEL@URL[?options]`` (``Options``)."""
 
     name = "openai"
+    probes = True  # evaluate probes it once per run: what a server enforces is checked, not assumed
 
     class Options(BackendOptions):
         schema_mode: str = "json_schema"  # checked by the constructor (its hint names the modes)
-        engine: str = "vllm"
+        engine: str = "vllm"  # vllm, sglang, llama-server, ollama, openai (_engines)
+        thinking: str = "auto"  # auto: send nothing; on (with thinking_budget) or off, as the engine takes it
+        thinking_budget: int | None = Field(None, ge=0)  # the model's own thinking, in tokens
+        reasoning_effort: str | None = None
+        sampling: bool = True  # False: no temperature, top_p or seed (hosted reasoning models refuse them)
+        extra_body: dict = {}  # any other request field, as JSON; wins over ours
         # how replies are fetched, never what they say: not part of a model's identity
         parallel: int = fetch_only(4, ge=1)
         api_key_env: str = fetch_only("OPENAI_API_KEY")
@@ -98,17 +112,23 @@ class OpenAICompatible(BackendBase):
                  client: Any = None, schema_mode: str = "json_schema", parallel: int = 4, max_retries: int = 4,
                  backoff: float = 0.5, max_backoff: float = 30.0, unreachable_after: float = 120.0,
                  deadline: float = 300.0, label: str | None = None, extra_body: dict | None = None,
-                 engine: str = "vllm"):
+                 engine: str = "vllm", thinking: str = "auto", thinking_budget: int | None = None,
+                 reasoning_effort: str | None = None, sampling: bool = True):
         if schema_mode not in SCHEMA_MODES:
             raise ConfigError(f"unknown schema_mode {schema_mode!r}", hint=f"use one of: {', '.join(SCHEMA_MODES)}")
         if engine not in ENGINES:
-            raise ConfigError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)} (for lark and ebnf)")
+            raise ConfigError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
+        if thinking not in THINKING:
+            raise ConfigError(f"thinking={thinking!r}: use one of {', '.join(THINKING)}",
+                              hint="on sends the engine's thinking switch and thinking_budget; off turns it off")
         if parallel < 1 or max_retries < 0:
             raise ConfigError("parallel must be >= 1 and max_retries >= 0")
         self.base_url, self.model, self.schema_mode, self.engine = base_url, model, schema_mode, engine
         self.parallel, self.max_retries = parallel, max_retries
         self.backoff, self.max_backoff, self.unreachable_after = backoff, max_backoff, unreachable_after
         self.timeout, self.extra_body, self.deadline = timeout, dict(extra_body or {}), deadline
+        self.thinking, self.thinking_budget, self.reasoning_effort = thinking, thinking_budget, reasoning_effort
+        self.sampling = sampling
         self.label = label or f"{model}@{_public(base_url)}"
         self._secrets = [os.environ.get(api_key_env), urlsplit(base_url).password]  # redacted from every error
         self._down_since: float | None = None
@@ -139,6 +159,10 @@ class OpenAICompatible(BackendBase):
         extra = kwargs.get("extra_body") or {}
         return bool(kwargs.get("response_format") or {"grammar", "ebnf", "structured_outputs"} & set(extra))
 
+    @property
+    def takes_budget(self) -> bool:
+        return engine_named(self.engine).takes_budget
+
     def region_bound(self, options: GenerateOptions) -> int:
         """The most characters a grammar lets the reasoning region hold."""
         return CHARS_PER_TOKEN * options.max_thinking_tokens
@@ -149,10 +173,13 @@ class OpenAICompatible(BackendBase):
         region = constraint is None or constraint.region is not None
         thinking = self.region_bound(options) if mode in GRAMMAR_MODES and region else \
             options.max_thinking_tokens if region else 0
+        spec = engine_named(self.engine)
+        native = (self.thinking_budget or 0) if self.thinking == "on" else 0  # the model's own thinking
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
-                                  "max_tokens": options.max_answer_tokens + thinking,
-                                  "temperature": options.temperature, "top_p": options.top_p, "seed": options.seed}
-        extra = dict(self.extra_body)
+                                  spec.limit_field: options.max_answer_tokens + thinking + native}
+        if self.sampling:
+            kwargs.update(temperature=options.temperature, top_p=options.top_p, seed=options.seed)
+        extra = spec.thinking_fields(self.thinking, self.thinking_budget, self.reasoning_effort)
         if mode == "json_schema":
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": constraint.json_schema, "strict": True}}
@@ -162,14 +189,17 @@ class OpenAICompatible(BackendBase):
             extra["grammar"] = _gbnf(constraint.json_schema)
         elif mode is not None:
             text = constraint.grammar(GRAMMAR_MODES[mode], self.region_bound(options))
+            if mode == "gbnf" and self.thinking == "on":  # llama-server applies it from the first token
+                text = _after_thinking(text, CHARS_PER_TOKEN * (self.thinking_budget or options.max_thinking_tokens))
             if mode == "lark":
                 text = "%llguidance {}\n" + text
             if mode == "gbnf":
                 extra["grammar"] = text
-            elif self.engine == "sglang":
+            elif spec.grammar_field == "ebnf":
                 extra["ebnf"] = text
             else:
                 extra["structured_outputs"] = {"grammar": text}
+        extra.update(self.extra_body)  # the user's fields win
         if extra:
             kwargs["extra_body"] = extra
         return kwargs
@@ -215,6 +245,10 @@ class OpenAICompatible(BackendBase):
         except openai.APIStatusError as e:
             status = e.status_code
             body = redact(_safe_body(e), self._secrets)
+            refused = _refused_field(body, kwargs) if status in (400, 422) else None
+            if refused:
+                raise ConfigError(f"{self.label}: the server refuses the field {refused!r} (HTTP {status}: "
+                                  f"{body[:160]})", hint=f"use {FIELD_FIXES[refused]}") from None
             if status in (400, 422, 500) and self.carries_constraint(kwargs) and _SCHEMA_REFUSED.search(body):
                 raise ConfigError(f"{self.label}: the server rejects schema_mode {self.schema_mode!r} "
                                   f"(HTTP {status}: {body[:160]})", hint=_schema_hint(self.schema_mode)) from None
@@ -247,8 +281,8 @@ class OpenAICompatible(BackendBase):
         message = choice.message
         text = message.content or ""
         extra = getattr(message, "model_extra", None) or {}
-        reasoning = extra.get("reasoning_content") or extra.get("reasoning") or None
-        if reasoning is None and (m := _THINK.match(text)):
+        reasoning = next((extra[f] for f in REASONING_FIELDS if isinstance(extra.get(f), str) and extra[f]), None)
+        if reasoning is None and ((m := _THINK.match(text)) or (m := _R1.match(text))):
             reasoning, text = m.group(1).strip(), text[m.end():]
         usage = response.usage
         details = getattr(usage, "completion_tokens_details", None) if usage else None
@@ -284,6 +318,29 @@ def _schema_hint(mode: str) -> str:
             "ebnf": "vLLM and SGLang take ebnf with their default xgrammar backend (SGLang: add &engine=sglang); "
                     "llama-server takes gbnf"}.get(mode, "try another ?schema_mode (see the README's engine table), "
                                                         "or none for no constraint")
+
+
+def _after_thinking(grammar: str, bound: int) -> str:
+    """The layout's GBNF behind the model's own thinking: an optional ``<think>`` (a template may have opened it),
+    free text to ``</think>`` (at most ``bound`` characters), then the layout's reply. llama-server applies a
+    grammar from the first generated token, thinking included: without this the answer lands in the reasoning."""
+    g = _gbnf_pieces.Gbnf()
+    think = _gbnf_pieces.until(g, "own-think", "</think>", bound)
+    reply = grammar.replace("root ::= ", "layout-reply ::= ", 1)
+    head = g.render(f'{_gbnf_pieces.literal("<think>")}? {think} [ \\t\\n]* layout-reply')
+    return head + reply
+
+
+def _refused_field(body: str, kwargs: dict[str, Any]) -> str | None:
+    """The field a 400 names as unsupported or invalid, where it is one we sent and an option changes it."""
+    sent = {*kwargs, *(kwargs.get("extra_body") or {})}
+    if not re.search(r"unsupported|not supported|unrecognized|unknown|invalid|does not support|not allowed|"
+                     r"instead|extra", body, re.I):
+        return None
+    for field in FIELD_FIXES:
+        if field in sent and re.search(rf"['\"`]?\b{re.escape(field)}\b['\"`]?", body):
+            return field
+    return None
 
 
 def _retry_after(response: Any) -> float | None:

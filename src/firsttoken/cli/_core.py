@@ -13,6 +13,7 @@ from .._predictor import Predictor
 from .._signature import Signature
 from .._text import markup, terminal_safe
 from ..backends import parse_spec, resolve
+from ..backends._probe import probe as run_probe
 from ..experiments import with_options
 from ..layouts import get_layout, layout_classes
 from ..tasks import load_signature
@@ -117,3 +118,21 @@ def ask(question: str = typer.Argument(..., help="the question"),
     out.print(f"[dim]tokens: prompt {u.prompt_tokens}, reasoning {u.reasoning_tokens}, answer {u.answer_tokens}"
               f"{' (estimated)' if u.estimated else ''}; {u.seconds:.1f} s"
               f"{f'; reasoning closed by {pred.closed_by}' if pred.closed_by else ''}[/dim]")
+
+
+@app.command()
+def probe(model: str = typer.Option(..., "--model", "-m", help="a --model spec (a server's, usually)"),
+          model_option: list[str] = typer.Option(None, "--model-option", help="NAME=VALUE, repeatable"),
+          as_json: bool = typer.Option(False, "--json", help="print the findings as JSON")) -> None:
+    """Check what a backend really enforces: each layout's constraint, the answer out of the reasoning, the
+    thinking budget, thinking off (a few tiny requests)."""
+    backend = resolve(with_options(parse_spec(model), model_options(model_option)))
+    findings = run_probe(backend)
+    if as_json:
+        print(json.dumps({"model": backend.label, "findings": [f.to_dict() for f in findings]}, indent=2))
+        return
+    out.print(f"[bold]probe[/bold] {markup(backend.label)}")
+    for f in findings:
+        colour = "green" if f.outcome in ("held", "off") else "yellow" if f.outcome == "not sent" else "red"
+        out.print(f"  {markup(f.check):<16} {markup(f.layout):<28} [{colour}]{markup(f.outcome):<14}[/{colour}] "
+                  f"{markup(f.detail)}")

@@ -199,6 +199,8 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           alpha: float = typer.Option(0.05, "--alpha", help="with --until-decided: the chance of any wrong "
                                       "decision"),
           skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="count bad rows and go on"),
+          no_probe: bool = typer.Option(False, "--no-probe", help="do not probe server models before the run "
+                                        "(their arms are then labelled by what the engine claims)"),
           quiet: bool = typer.Option(False, "--quiet", help="no live bars (for CI logs)"),
           as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object")) -> None:
     """Run a grid of arms (model x layout x syntax x constrained x budget) over a task's rows."""
@@ -215,7 +217,7 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
                          budgets=_ints(budgets, "--thinking-budgets"), store=store, limit=limit, sample=sample,
                          seed=seed, demos=demo_rows, margin=margin / 100, until_decided=until_decided,
                          max_rows=max_rows, max_tokens=max_tokens, alpha=alpha, parallel=parallel,
-                         model_options=model_options(model_option))
+                         model_options=model_options(model_option), probe=not no_probe)
     with BarProgress(quiet or as_json) as progress:
         summary = evaluate(the_task, config=config, progress=progress)
     summary["bad_rows"] = the_task.bad_rows

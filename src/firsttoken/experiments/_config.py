@@ -23,7 +23,7 @@ FLAGS = {"models": "--model", "layouts": "--layouts", "syntaxes": "--syntaxes", 
          "budgets": "--thinking-budgets", "store": "--store", "limit": "--limit", "sample": "--sample",
          "seed": "--seed", "demos": "--demos", "margin": "--margin", "until_decided": "--until-decided",
          "max_rows": "--max-rows", "max_tokens": "--max-tokens", "alpha": "--alpha",
-         "model_options": "--model-option", "parallel": "--parallel"}
+         "model_options": "--model-option", "parallel": "--parallel", "probe": "--no-probe"}
 
 
 class EvalConfig(BaseModel):
@@ -48,6 +48,7 @@ class EvalConfig(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=1)
     model_options: dict[str, str] = {}
     parallel: int | None = Field(None, ge=1)  # set where a model's backend has ``parallel`` (never an error)
+    probe: bool = True  # probe each server model once (backends with ``probes``): arms labelled as it finds
 
     @model_validator(mode="after")
     def _combinations(self) -> EvalConfig:

@@ -86,6 +86,10 @@ def markdown(summary: dict[str, Any]) -> str:
         fixed = (f"; a fixed-n design knowing the observed difference in advance would have planned about "
                  f"{seq['fixed_n']} rows (80% power)" if seq.get("fixed_n") else "")
         lines += ["", f"Spent: {spent}{fixed}."]
+    for model, findings in (summary.get("probe") or {}).items():
+        lines += ["", f"Probe of {model} (what it really enforced; arms are labelled as found):", "",
+                  "| check | layout | outcome | detail |", "|---|---|---|---|"]
+        lines += [f"| {f['check']} | {f['layout']} | {f['outcome']} | {f['detail']} |" for f in findings]
     rec = summary["recommendation"]
     verdict = {"recommended": f"**Recommendation: {rec.get('label')}.**", "single_arm": "**One arm only.**",
                "inconclusive": "**Recommendation: inconclusive.**"}[rec["status"]]
@@ -198,6 +202,11 @@ def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 
         for a in s["arms"]:
             parts.append("<tr>" + "".join(f"<td>{e(c.cell(a))}</td>" for c in columns) + "</tr>")
         parts.append("</table>")
+        for model, findings in (s.get("probe") or {}).items():
+            parts.append(f"<h3>Probe of {e(model)}</h3><table><tr><th>check</th><th>layout</th><th>outcome</th>"
+                         "<th>detail</th></tr>" + "".join(
+                             f"<tr><td>{e(f['check'])}</td><td>{e(f['layout'])}</td><td>{e(f['outcome'])}</td>"
+                             f"<td>{e(f['detail'])}</td></tr>" for f in findings) + "</table>")
         rec = s["recommendation"]
         parts.append(f"<p><b>Recommendation ({e(rec['status'])}):</b> {e(rec['reason'])}</p>")
         seq = s.get("sequential")

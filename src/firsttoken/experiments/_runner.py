@@ -27,6 +27,7 @@ from .._predictor import completed_many
 from .._spec import ModelSpec
 from .._text import redact
 from ..backends import check_spec
+from ..backends._probe import observed, probe
 from ..layouts import layout_names
 from ._arm import Arm, Model, build_grid, model_identity
 from ._cache import Cached
@@ -99,9 +100,15 @@ def evaluate(task: Task, models: Sequence[Model] | None = None, layouts: Sequenc
                                         "columns": task.columns,
                                         "label_descriptions": task.signature.output_fields[task.output].labels,
                                         "rows": len(task.all_rows), "keyed_by_id": task.keyed_by_id}, versions())
-        for arm in arms:
-            db.add_arm(arm.record())
         runner = _Runner(task, db, backends, progress)
+        findings = _probed(runner, arms) if c.probe else {}
+        if findings:
+            db.note_run(run_id, "probe", findings)  # the report shows them; arms are labelled as they found
+        for arm in arms:
+            record = arm.record()
+            if arm.model in findings and arm.constrained:
+                record["enforced"] = observed(findings[arm.model], arm.layout, arm.syntax, arm.enforced)
+            db.add_arm(record)
         if c.until_decided:
             return _until_decided(task, arms, db, runner, c, progress, run_id)
         if task.open_ended:
@@ -145,6 +152,18 @@ def with_options(spec: ModelSpec, options: dict[str, Any], every: bool = True) -
             raise ConfigError(f"--model-option {name}: model {spec.key!r} has no such option",
                               hint=f"options of {spec.name}: {', '.join(type(spec.options).model_fields) or 'none'}")
     return spec
+
+
+def _probed(runner: _Runner, arms: list[Arm]) -> dict[str, list[dict[str, str]]]:
+    """The probe's findings for each model whose backend asks to be probed (servers), on its arms' layouts."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for model, source in runner.sources.items():
+        backend_class = source.backend if isinstance(source, ModelSpec) else type(source)
+        if not getattr(backend_class, "probes", False):
+            continue
+        layouts = list(dict.fromkeys((a.layout, a.syntax) for a in arms if a.model == model and a.constrained))
+        out[model] = [f.to_dict() for f in probe(runner.backend(model), layouts)]
+    return out
 
 
 def _until_decided(task: Task, arms: list[Arm], db: Store, runner: _Runner, config: EvalConfig,

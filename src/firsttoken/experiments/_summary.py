@@ -225,6 +225,8 @@ def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_key
     summary = {"task": task, "store": str(store.path), "margin": margin, "arms": stats, "comparisons": comparisons,
                "recommendation": recommend(stats, results, margin, seed), "labels": labels, "output": output,
                "difficulty": _by_difficulty(arms, results)}
+    if config.get("probe"):  # what the last run's probe found of each server model
+        summary["probe"] = config["probe"]
     if seq is not None and row_keys == set(seq["row_keys"]):
         _sequential_decision(summary, seq)
     return summary

@@ -1,0 +1,159 @@
+"""Engine stubs: real HTTP servers on loopback that answer as vLLM, SGLang, llama-server, Ollama or a hosted API
+would, including the ways each fails silently. The "model" behind them is scripted: asked to break the format,
+it writes a free sentence, unless the engine applies the constraint it was sent (then it writes a valid reply
+of the layout the constraint is for); a thinking model thinks REASONING_WORDS words unless a budget the engine
+honours cuts it, or it was turned off in a way the engine honours.
+
+    with EngineStub("vllm") as url: ...             # a well-behaved vLLM with --reasoning-parser
+    EngineStub("vllm", ignores={"structured_outputs"})  # an old vLLM: HTTP 200, the grammar ignored
+    EngineStub("vllm", json_in_reasoning=True)      # no --reasoning-parser: the JSON lands in the reasoning
+    EngineStub("llama-server", grammar_off_when_thinking=True)  # grammar not applied while thinking
+    EngineStub("ollama", ignores={"response_format"})     # format ignored
+    EngineStub("sglang", ignores={"custom_params"})       # the budget processor does nothing
+    EngineStub("vllm", ignores={"chat_template_kwargs"})  # thinking cannot be turned off
+    EngineStub("openai", refuses={"temperature", "max_tokens"})  # a hosted reasoning model's 400s
+    EngineStub("llama-server", r1=True)             # R1-style: the reply closes </think> it never opened
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import firsttoken as ft
+from firsttoken.backends._probe import Probe
+
+REASONING_WORDS = 120
+FREE = "I will not answer."
+# where each engine returns reasoning apart (a hosted API returns none: it only counts it)
+APART = {"vllm": "reasoning", "sglang": "reasoning_content", "llama-server": "reasoning_content",
+         "ollama": "reasoning", "openai": None}
+BUDGET_FIELD = {"vllm": ("thinking_token_budget",), "sglang": ("custom_params", "thinking_budget"),
+                "llama-server": ("thinking_budget_tokens",)}
+
+
+def _layout_of(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The (layout, syntax) a request's constraint is for, read from what was sent; None: no constraint."""
+    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema") or \
+        (body.get("response_format") or {}).get("schema")
+    if schema:
+        keys = list(schema.get("properties", {}))
+        return ("thoughts_first" if "thoughts" in keys else "answer_then_explain" if "explanation" in keys
+                else "direct"), "json"
+    text = body.get("grammar") or body.get("ebnf") or (body.get("structured_outputs") or {}).get("grammar")
+    if not text:
+        return None
+    syntax = "fields" if "[[ ##" in text else "json"
+    if "<think>" in text:
+        return "think_then_answer", "json"
+    if "Answer:" in text:
+        return "work_then_answer", "lines"
+    name = "thoughts_first" if "thoughts" in text else "answer_then_explain" if "explanation" in text else "direct"
+    return name, syntax
+
+
+class EngineStub:
+    def __init__(self, engine: str, *, thinks: bool = True, ignores: set[str] | None = None,
+                 json_in_reasoning: bool = False, grammar_off_when_thinking: bool = False,
+                 refuses: set[str] | None = None, r1: bool = False):
+        self.engine, self.thinks, self.ignores = engine, thinks, set(ignores or ())
+        self.json_in_reasoning, self.grammar_off_when_thinking = json_in_reasoning, grammar_off_when_thinking
+        self.refuses, self.r1 = set(refuses or ()), r1
+        self.bodies: list[dict[str, Any]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                stub.bodies.append(body)
+                status, reply = stub.answer(body)
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def spec(self, **options: Any) -> str:
+        query = "&".join(f"{k}={v}" for k, v in {"engine": self.engine, **options}.items())
+        return f"openai:m@{self.url}/v1?{query}"
+
+    # --- the scripted model behind the engine ------------------------------------------------------------
+    def _honoured(self, body: dict[str, Any], field: str) -> bool:
+        return field in body and field not in self.ignores
+
+    def _thinking(self, body: dict[str, Any]) -> int:
+        """How many words the model thinks."""
+        if not self.thinks:
+            return 0
+        kwargs = body.get("chat_template_kwargs") or {}
+        if self._honoured(body, "chat_template_kwargs") and kwargs.get("enable_thinking") is False:
+            return 0
+        if self.engine in ("ollama", "openai") and body.get("reasoning_effort") == "none" \
+                and "reasoning_effort" not in self.ignores:
+            return 0
+        words = REASONING_WORDS
+        path = BUDGET_FIELD.get(self.engine)
+        if path and self._honoured(body, path[0]):
+            value = body[path[0]]
+            for key in path[1:]:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, int):
+                words = min(words, value)
+        return words
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        for field in sorted(self.refuses):
+            if field in body:
+                extra = " Use 'max_completion_tokens' instead." if field == "max_tokens" else ""
+                return 400, {"error": {"message": f"Unsupported parameter: '{field}' is not supported with this "
+                                                  f"model.{extra}", "type": "invalid_request_error", "param": field}}
+        words = self._thinking(body)
+        reasoning = " ".join(["hmm"] * words) if words else None
+        target = _layout_of(body)
+        applied = target is not None and not any(f in self.ignores for f in
+                                                 ("response_format", "grammar", "ebnf", "structured_outputs")
+                                                 if f in body)
+        if applied and self.grammar_off_when_thinking and words:
+            applied = False
+        content = FREE
+        if applied:
+            name, syntax = target
+            layout = ft.get_layout(name, syntax)
+            content = layout.render(Probe, {"answer": "zebulon"}, "so zebulon" if layout.has_reasoning else None,
+                                    {"explanation": "because"})
+            if name == "think_then_answer" and reasoning:  # the layout's own region: the model's thinking
+                content = content.replace("so zebulon", reasoning, 1)
+                reasoning = None
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        usage: dict[str, Any] = {"prompt_tokens": 20, "completion_tokens": len(content.split()) + words}
+        if reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": words}
+            apart = APART[self.engine]
+            if self.json_in_reasoning and applied:
+                message["content"], message[apart or "reasoning"] = "", reasoning + "\n" + content
+            elif self.r1:
+                message["content"] = reasoning + "\n</think>\n\n" + content
+            elif apart:
+                message[apart] = reasoning
+        return 200, {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                     "choices": [{"index": 0, "finish_reason": "stop", "message": message}], "usage": usage}

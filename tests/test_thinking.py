@@ -1,0 +1,202 @@
+"""Thinking models on servers: each engine's request fields, reasoning returned apart or R1-style, the probe that
+names each engine's silent failures, arms labelled as the probe found them, hosted APIs' refused fields."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+import firsttoken as ft
+from firsttoken.backends import resolve
+from firsttoken.backends._probe import probe
+
+from .engines import REASONING_WORDS, EngineStub
+from .helpers import cli
+
+
+def labels_file(tmp_path, n: int = 5):
+    path = tmp_path / "words.jsonl"
+    path.write_text("".join(json.dumps({"question": f"word {i}", "answer": "zebulon"}) + "\n" for i in range(n)))
+    return path
+
+
+def eval_words(tmp_path, spec: str, *extra: str):
+    return cli("eval", "--data", str(labels_file(tmp_path)), "--inputs", "question", "--output", "answer",
+               "--labels", "zebulon,quillet", "--metric", "label", "--quiet", "--json", "-m", spec, *extra,
+               cwd=tmp_path)
+
+
+def test_r1_style_replies_parse_and_their_reasoning_is_kept(tmp_path):
+    """A template that opens <think> makes the reply close a block it never opened: split, not a parse failure."""
+    with EngineStub("llama-server", r1=True) as url:
+        stub_spec = f"openai:m@{url}/v1?engine=llama-server&schema_mode=gbnf&thinking=on&thinking_budget=16"
+        res = eval_words(tmp_path, stub_spec, "--layouts", "direct")
+    assert res.returncode == 0, res.stderr
+    arm = json.loads(res.stdout)["arms"][0]
+    assert (arm["n"], arm["correct"], arm["parse_failures"]) == (5, 5, 0)
+    assert arm["mean_reasoning_tokens"] == 16  # the budget the stub honoured, as the server counted it
+    with sqlite3.connect(tmp_path / "runs" / "words.db") as db:
+        assert {r[0] for r in db.execute("SELECT reasoning FROM calls")} == {" ".join(["hmm"] * 16)}
+
+
+def test_reasoning_comes_back_from_any_of_the_fields_engines_use():
+    for field in ("reasoning_content", "reasoning", "thinking"):
+        backend = ft.OpenAICompatible("http://127.0.0.1:9/v1", "m")
+
+        class Message:
+            content, model_extra = '{"answer": 4}', {field: "because"}
+
+        class Choice:
+            message, finish_reason = Message, "stop"
+
+        class Response:
+            choices, usage = [Choice], None
+
+        gen = backend._generation(Response, 0.1, 0)
+        assert (gen.text, gen.reasoning) == ('{"answer": 4}', "because"), field
+
+
+# engine -> what a thinking request with a budget of 16 carries, for a constrained direct layout
+BODIES = {
+    "vllm": ({"thinking_token_budget": 16, "chat_template_kwargs": {"enable_thinking": True},
+              "structured_outputs": "grammar"}, "lark", "max_tokens"),
+    "sglang": ({"custom_params": {"thinking_budget": 16}, "chat_template_kwargs": {"enable_thinking": True},
+                "ebnf": "grammar"}, "ebnf", "max_tokens"),
+    "llama-server": ({"thinking_budget_tokens": 16, "reasoning_format": "deepseek",
+                      "chat_template_kwargs": {"enable_thinking": True}, "grammar": "grammar"}, "gbnf", "max_tokens"),
+    "ollama": ({"response_format": "schema"}, "json_schema", "max_tokens"),
+    "openai": ({"response_format": "schema", "reasoning_effort": "low"}, "json_schema", "max_completion_tokens"),
+}
+
+
+@pytest.mark.parametrize("engine", list(BODIES))
+def test_each_engine_is_sent_its_own_thinking_fields_and_nothing_else(engine):
+    expected, mode, limit = BODIES[engine]
+    stub = EngineStub(engine)
+    effort = "&reasoning_effort=low" if engine == "openai" else ""
+    try:
+        backend = resolve(stub.spec(schema_mode=mode, thinking="on", thinking_budget=16) + effort)
+        ft.Predictor(ft.backends._probe.Probe, layout="direct", model=backend)(question="q")
+        body = stub.bodies[-1]
+    finally:
+        stub.close()
+    for key, value in expected.items():
+        assert key in body, key
+        if value not in ("grammar", "schema"):
+            assert body[key] == value, key
+    assert limit in body and ({"max_tokens", "max_completion_tokens"} - {limit}).isdisjoint(body)
+    assert not [k for k in body if k.startswith("guided_")]  # vLLM ignores them with HTTP 200
+    thinking = {"thinking_token_budget", "custom_params", "thinking_budget_tokens", "reasoning_format"}
+    assert thinking & set(body) == thinking & set(expected)  # only where the engine takes it
+
+
+def test_thinking_off_and_auto_send_what_each_engine_takes():
+    for engine, off in (("vllm", {"chat_template_kwargs": {"enable_thinking": False}}),
+                        ("ollama", {"reasoning_effort": "none"}), ("openai", {})):
+        stub = EngineStub(engine, thinks=False)
+        try:
+            ft.Predictor(ft.backends._probe.Probe, layout="direct", model=resolve(stub.spec(thinking="off")))(
+                question="q")
+            ft.Predictor(ft.backends._probe.Probe, layout="direct", model=resolve(stub.spec()))(question="q")
+        finally:
+            stub.close()
+        sent_off, sent_auto = stub.bodies
+        assert {k: sent_off[k] for k in off} == off
+        assert not {"chat_template_kwargs", "reasoning_effort"} & set(sent_auto)  # auto: the server's default
+
+
+SILENT = [  # (engine stub, its spec options, the finding the probe must report)
+    (dict(engine="vllm", ignores={"structured_outputs"}), dict(schema_mode="lark"),
+     ("constraint", "direct/json", "broken")),
+    (dict(engine="vllm", json_in_reasoning=True), dict(schema_mode="json_schema"),
+     ("reasoning apart", "direct/json", "in reasoning")),
+    (dict(engine="llama-server", grammar_off_when_thinking=True), dict(schema_mode="gbnf"),
+     ("constraint", "direct/json", "broken")),
+    (dict(engine="ollama", ignores={"response_format"}), dict(schema_mode="json_schema"),
+     ("constraint", "direct/json", "broken")),
+    (dict(engine="sglang", ignores={"custom_params"}), dict(schema_mode="ebnf"), ("budget", "-", "exceeded")),
+    (dict(engine="vllm", ignores={"chat_template_kwargs"}), dict(schema_mode="lark"),
+     ("thinking off", "-", "still thinking")),
+]
+
+
+@pytest.mark.parametrize("stub_kw,options,finding", SILENT, ids=lambda x: str(x)[:40])
+def test_the_probe_names_each_engines_silent_failure(stub_kw, options, finding):
+    kw = dict(stub_kw)
+    stub = EngineStub(kw.pop("engine"), **kw)
+    try:
+        healthy = EngineStub(stub.engine)
+        try:
+            good = {(f.check, f.layout, f.outcome) for f in probe(
+                resolve(healthy.spec(**options, thinking="on", thinking_budget=16)), [("direct", "json")])}
+        finally:
+            healthy.close()
+        found = {(f.check, f.layout, f.outcome) for f in probe(
+            resolve(stub.spec(**options, thinking="on", thinking_budget=16)), [("direct", "json")])}
+    finally:
+        stub.close()
+    assert finding in found
+    assert finding not in good and ("constraint", "direct/json", "held") in good  # the same engine, healthy
+
+
+def test_an_arm_is_labelled_as_the_probe_found_it_and_the_report_shows_the_probe(tmp_path):
+    with EngineStub("vllm", ignores={"structured_outputs"}) as url:  # an old vLLM: the grammar ignored, HTTP 200
+        res = eval_words(tmp_path, f"openai:m@{url}/v1?schema_mode=lark", "--layouts", "direct,think_then_answer")
+    assert res.returncode == 0, res.stderr
+    arms = {a["layout"]: a for a in json.loads(res.stdout)["arms"]}
+    assert arms["direct"]["enforced"] == "prompt-only" and arms["direct"]["constrained"] is False
+    assert "prompt-only" in arms["direct"]["label"] and arms["direct"]["parse_failures"] == 5
+    summary = json.loads(res.stdout)
+    found = {(f["layout"], f["outcome"]) for f in next(iter(summary["probe"].values()))}
+    assert ("direct/json", "broken") in found
+    report = cli("report", str(tmp_path / "runs" / "words.db"), cwd=tmp_path)
+    assert "Probe of openai:m@" in report.stdout and "| constraint | direct/json | broken |" in report.stdout
+    (tmp_path / "healthy").mkdir()
+    with EngineStub("vllm") as url:  # a healthy one: labelled by what it enforces
+        res = eval_words(tmp_path / "healthy", f"openai:m@{url}/v1?schema_mode=lark", "--layouts", "direct")
+    arm = json.loads(res.stdout)["arms"][0]
+    assert arm["enforced"] == "lark" and "[lark]" in arm["label"] and arm["correct"] == 5
+
+
+def test_a_hosted_api_refusing_fields_is_one_line_naming_the_option(tmp_path):
+    """A hosted reasoning model refuses temperature and wants max_completion_tokens: each 400 is one line that
+    names the option to change; with them eval and ask run."""
+    with EngineStub("openai", refuses={"temperature", "max_tokens"}, thinks=True) as url:
+        base = f"openai:o9@{url}/v1"
+        first = eval_words(tmp_path, base, "--layouts", "direct", "--no-probe")
+        assert first.returncode == 1 and len(first.stderr.strip().splitlines()) == 1
+        assert "refuses the field 'max_tokens'" in first.stderr and "?engine=openai" in first.stderr
+        second = eval_words(tmp_path, f"{base}?engine=openai", "--layouts", "direct", "--no-probe",
+                            "--store", str(tmp_path / "b.db"))
+        assert second.returncode == 1 and "'temperature'" in second.stderr and "?sampling=0" in second.stderr
+        ok = eval_words(tmp_path, f"{base}?engine=openai&sampling=0", "--layouts", "direct",
+                        "--store", str(tmp_path / "c.db"))
+        assert ok.returncode == 0, ok.stderr
+        arm = json.loads(ok.stdout)["arms"][0]
+        assert arm["correct"] == 5 and arm["mean_reasoning_tokens"] == REASONING_WORDS  # counted, not shown
+        asked = cli("ask", "which word?", "-m", f"{base}?engine=openai&sampling=0", "--layout", "direct",
+                    "-o", "answer:zebulon|quillet", "--json", cwd=tmp_path)
+        assert asked.returncode == 0, asked.stderr
+        assert json.loads(asked.stdout)["outputs"]["answer"] == "zebulon"
+        refused = cli("ask", "which word?", "-m", f"{base}?engine=openai", "--layout", "direct",
+                      "-o", "answer:zebulon|quillet", cwd=tmp_path)
+        assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+        assert "?sampling=0" in refused.stderr
+
+
+def test_probe_command_prints_its_findings(tmp_path):
+    with EngineStub("ollama", ignores={"response_format"}) as url:
+        res = cli("probe", "-m", f"openai:m@{url}/v1?engine=ollama&thinking=off", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    findings = json.loads(res.stdout)["findings"]
+    assert {"check": "constraint", "layout": "direct/json", "outcome": "broken"}.items() <= findings[0].items()
+    assert any(f["check"] == "thinking off" and f["outcome"] == "off" for f in findings)
+
+
+def test_bad_thinking_options_are_one_line():
+    with pytest.raises(ft.ConfigError, match="thinking='maybe'"):
+        resolve("openai:m@http://127.0.0.1:9/v1?thinking=maybe")
+    with pytest.raises(ft.ConfigError, match="extra_body"):
+        resolve("openai:m@http://127.0.0.1:9/v1?extra_body={broken")
