@@ -187,3 +187,14 @@ def test_demos_and_sampling_reach_the_prompt_and_the_store(tmp_path):
     assert json.loads(again.stdout)["arms"][0]["n"] == 7  # the same seed draws the same rows
     with sqlite3.connect(tmp_path / "runs" / "sums.db") as con:
         assert {r for (r,) in con.execute("SELECT row_key FROM results")} == rows
+
+
+def test_a_short_model_name_labels_the_arms_and_is_not_their_identity(tmp_path):
+    data = write_sums(tmp_path / "sums.jsonl", n=4)
+    named = cli(*eval_args(data, "-m", f"echo={SUM}", "--layouts", "direct", "--json"), cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    arm = json.loads(named.stdout)["arms"][0]
+    assert arm["model"] == SUM and arm["name"] == "echo" and arm["label"].startswith("echo direct")
+    plain = cli(*eval_args(data, "-m", SUM, "--layouts", "direct", "--json"), cwd=tmp_path)
+    again = json.loads(plain.stdout)["arms"][0]
+    assert again["id"] == arm["id"] and again["name"] is None and again["label"].startswith(f"{SUM} direct")

@@ -2,6 +2,7 @@
 
     NAME:TARGET[?option=value&...]      a registered backend NAME (``openai:MODEL@URL``, ``scripted:mod:fn``)
     TARGET[?option=value&...]           the default backend (a packaged model name or a ``.gguf`` path)
+    SHORT=SPEC                          either, called SHORT in reports (a label: never part of the identity)
 
 A backend declares its options as a pydantic ``Options`` class (``BackendOptions``, ``extra="forbid"``): a
 typo fails loudly, text from the command line is coerced to the field's type, and each field is either part
@@ -17,6 +18,7 @@ Does not handle: options whose value holds ``&`` (the query is split on it).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
@@ -75,6 +77,7 @@ class ModelSpec:
     target: str
     options: BackendOptions
     prefixed: bool = True
+    alias: str | None = None  # ``SHORT=SPEC``: what reports call the model
 
     @property
     def name(self) -> str:
@@ -134,6 +137,15 @@ def make_options(backend: type, values: dict[str, Any], spec: str) -> BackendOpt
         else:
             message = f"model {spec!r}: option {where}={values.get(where)!r}: {err['msg']}"
         raise ConfigError(message, hint=f"options of {backend.name}: {names}") from None
+
+
+ALIAS = re.compile(r"([A-Za-z][\w.-]{0,39})=(.+)", re.S)
+
+
+def split_alias(spec: str) -> tuple[str | None, str]:
+    """``SHORT=SPEC`` -> (SHORT, SPEC); a spec without one -> (None, spec)."""
+    m = ALIAS.fullmatch(spec)
+    return (m.group(1), m.group(2)) if m else (None, spec)
 
 
 def parse_query(backend: type, target: str, query: str, spec: str, prefixed: bool) -> ModelSpec:

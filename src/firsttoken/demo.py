@@ -21,7 +21,7 @@ from rich.text import Text
 from . import _models
 from ._predictor import Predictor
 from ._text import markup, terminal_safe
-from .backends import load
+from .backends import parse_spec, resolve
 from .experiments import Store, evaluate, html_page, markdown, versus
 from .tasks import arithmetic_task, products_task
 from .tasks._arithmetic import Arithmetic, problem
@@ -56,8 +56,9 @@ def run_demo(model: str = _models.DEFAULT_MODEL, quick: bool = False, runs: Path
     if quick:
         console.print("[yellow]--quick: a sample this small cannot decide anything; it shows the workflow only."
                       "[/yellow]")
-    info = _models.CATALOGUE.get(model)
-    backend = load(model, parallel=info.parallel if info else 1)  # rows decoded together: the grid's
+    spec = parse_spec(model)  # any --model spec: a packaged model, a .gguf, a server
+    info = _models.CATALOGUE.get(spec.target)
+    backend = resolve(spec.set("parallel", info.parallel if info else 1))  # rows decoded together: the grid's
     # arms run ~1.4x faster than one row at a time (bench/eval_throughput.py); the one question stays single
     side_by_side(backend, console, size["budget"])
     store = runs / ("demo-quick.db" if quick else "demo.db")

@@ -13,12 +13,13 @@ when a backend is built.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .._backend import Backend, BackendBase, Generation, Messages, Request, estimate_tokens
 from .._errors import ConfigError, ModelNotFoundError
 from .._models import CATALOGUE
-from .._spec import BackendOptions, ModelSpec, fetch_only, parse_query
+from .._spec import BackendOptions, ModelSpec, fetch_only, parse_query, split_alias
 from .llamacpp import LlamaCpp, load
 from .openai_compat import OpenAICompatible
 from .scripted import Scripted
@@ -64,6 +65,9 @@ def parse_spec(spec: str | ModelSpec) -> ModelSpec:
     """The one parser of ``--model`` specs (a ``ModelSpec`` is returned as it is)."""
     if isinstance(spec, ModelSpec):
         return spec
+    alias, spec = split_alias(spec)
+    if alias is not None:
+        return replace(parse_spec(spec), alias=alias)
     name, sep, rest = spec.partition(":")
     backend = _REGISTRY.get(name) if sep else None
     prefixed = backend is not None

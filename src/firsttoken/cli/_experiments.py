@@ -331,7 +331,8 @@ def show(run: Path = typer.Option(..., "--run"), arm: str = typer.Option(None, "
 
 @app.command()
 def demo(quick: bool = typer.Option(False, "--quick", help="a 5-minute look; too small to decide anything"),
-         model: str = typer.Option(None, "--model", "-m", help="default qwen2.5-coder-1.5b")) -> None:
+         model: str = typer.Option(None, "--model", "-m", help="a --model spec, as for eval (a server's too); "
+                                   "default qwen2.5-coder-1.5b")) -> None:
     """The first token problem on this machine, with evidence (about 10 minutes on 2 cores)."""
     with BarProgress(False) as progress:
         run_demo(model or _models.DEFAULT_MODEL, quick=quick, console=out, progress=progress)

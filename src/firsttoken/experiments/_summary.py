@@ -43,7 +43,7 @@ def arm_label(arm: dict) -> str:
         else f" {held}"
     syntax = f"/{arm['syntax']}" if arm["syntax"] not in ("json", "lines") else ""
     demos = f" {arm['demos']}-shot" if arm.get("demos") else ""
-    return f"{arm['model']} {arm['layout']}{syntax}{mode}{budget}{demos}"
+    return f"{arm.get('name') or arm['model']} {arm['layout']}{syntax}{mode}{budget}{demos}"
 
 
 class ArmStats(BaseModel):
@@ -54,7 +54,8 @@ class ArmStats(BaseModel):
 
     id: str
     label: str
-    model: str
+    model: str  # the model's identity
+    name: str | None = None  # what the run called it (--model SHORT=SPEC)
     layout: str
     syntax: str
     constrained: bool  # a constraint really held the replies (prompt-only arms are False)
@@ -92,7 +93,7 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
         return sum(r[key] or 0 for r in answered) / n if n else 0.0
 
     row = {
-        "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "demos": arm.get("demos") or 0,
+        "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "name": arm.get("name"), "demos": arm.get("demos") or 0,
         "enforced": enforcement(arm), "constrained": _held(arm),
         "n": n, "correct": correct, "accuracy": correct / n if n else 0.0, "ci_low": low, "ci_high": high,
         "accuracy_parsed": correct / parsed if parsed else 0.0, "parse_failures": n - parsed,
@@ -216,7 +217,8 @@ def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_key
     seq = config.get("sequential")  # the last run was `--until-decided`: its rows, its decision
     if seq is not None and row_keys is None:
         row_keys = set(seq["row_keys"])
-    arms = [a for a in store.arms(task) if arm_ids is None or a["id"] in arm_ids]
+    names = config.get("model_names") or {}  # SHORT=SPEC: what the last run called its models
+    arms = [{**a, "name": names.get(a["model"])} for a in store.arms(task) if arm_ids is None or a["id"] in arm_ids]
     results = {a["id"]: [r for r in store.results(a["id"]) if row_keys is None or r["row_key"] in row_keys]
                for a in arms}
     stats = [arm_stats(a, results[a["id"]], labels, output) for a in arms]
