@@ -69,12 +69,35 @@ class EngineStub:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 stub.bodies.append(body)
                 status, reply = stub.answer(body)
+                if body.get("stream") and status == 200:
+                    return self.stream(reply)
                 data = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def stream(self, reply: dict[str, Any]) -> None:
+                """The reply as server-sent events: the reasoning, then the content, a few words a chunk."""
+                message = reply["choices"][0]["message"]
+                deltas = []
+                for field in ("reasoning_content", "reasoning", "content"):
+                    words = (message.get(field) or "").split(" ")
+                    deltas += [{field: " ".join(words[i:i + 8]) + (" " if i + 8 < len(words) else "")}
+                               for i in range(0, len(words), 8) if message.get(field)]
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                for delta in deltas:
+                    chunk = {"id": "stub", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                             "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                end = {"id": "stub", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": reply["usage"]}
+                self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+                self.wfile.flush()
+                self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
                 pass

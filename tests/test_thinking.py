@@ -200,3 +200,14 @@ def test_bad_thinking_options_are_one_line():
         resolve("openai:m@http://127.0.0.1:9/v1?thinking=maybe")
     with pytest.raises(ft.ConfigError, match="extra_body"):
         resolve("openai:m@http://127.0.0.1:9/v1?extra_body={broken")
+
+
+def test_ask_streams_a_servers_reasoning_then_its_answer(tmp_path):
+    with EngineStub("vllm") as url:
+        res = cli("ask", "which word?", "-m", f"openai:m@{url}/v1?schema_mode=lark&thinking=on&thinking_budget=12",
+                  "--layout", "direct", "-o", "answer:zebulon|quillet", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+    shown = res.stdout
+    assert shown.index("<think>hmm") < shown.index("</think>") < shown.index('{"answer": "zebulon"}')
+    assert shown.count("hmm") == 12 and "answer = 'zebulon'" in shown
+    assert "reasoning 12" in shown  # the server's count, from the last chunk

@@ -14,12 +14,18 @@ reasoning comes back. ``OpenAICompatible(engine=...)`` shapes every request thro
 ``max_completion_tokens`` where the others send ``max_tokens``. The fields are sent only where the engine takes
 them; nothing else is ever sent for thinking (vLLM's removed ``guided_*`` fields least of all: it ignores them
 with HTTP 200). Reasoning returned apart is read from ``reasoning_content``, ``reasoning`` or ``thinking``.
+Also here: ``after_thinking`` (a layout's GBNF behind the model's own ``</think>``, for llama-server),
+``refused_field`` (the field a 400 names) and ``streamed`` (a streamed reply, collected).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
+
+from ..layouts import _gbnf as _gbnf_pieces
 
 ENGINES = ("vllm", "sglang", "llama-server", "ollama", "openai")
 THINKING = ("auto", "on", "off")
@@ -82,3 +88,51 @@ FIELD_FIXES = {"temperature": "?sampling=0 (sends no temperature or top_p)",
                "chat_template_kwargs": "?thinking=auto, or the engine that runs the model (?engine=...)",
                "custom_params": "?thinking=auto, or start SGLang with --enable-custom-logit-processor",
                "reasoning_format": "?thinking=auto, or the engine that runs the model (?engine=...)"}
+
+
+def streamed(client: Any, kwargs: dict[str, Any], on_text: Any) -> Any:
+    """A streamed reply, its pieces handed to ``on_text`` as they arrive (reasoning first, inside ``<think>``),
+    collected into the shape of a whole response."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    finish, usage = "stop", None
+    for chunk in client.chat.completions.create(**kwargs, stream=True):
+        usage = getattr(chunk, "usage", None) or usage
+        if not chunk.choices:
+            continue
+        choice = chunk.choices[0]
+        finish = choice.finish_reason or finish
+        extra = getattr(choice.delta, "model_extra", None) or {}
+        piece = next((extra[f] for f in REASONING_FIELDS if isinstance(extra.get(f), str) and extra[f]), None)
+        if piece:
+            on_text(("<think>" if not reasoning else "") + piece)
+            reasoning.append(piece)
+        if choice.delta.content:
+            on_text(("</think>\n" if reasoning and not content else "") + choice.delta.content)
+            content.append(choice.delta.content)
+    message = SimpleNamespace(content="".join(content),
+                              model_extra={"reasoning_content": "".join(reasoning)} if reasoning else {})
+    return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason=finish)], usage=usage)
+
+
+def after_thinking(grammar: str, bound: int) -> str:
+    """The layout's GBNF behind the model's own thinking: an optional ``<think>`` (a template may have opened it),
+    free text to ``</think>`` (at most ``bound`` characters), then the layout's reply. llama-server applies a
+    grammar from the first generated token, thinking included: without this the answer lands in the reasoning."""
+    g = _gbnf_pieces.Gbnf()
+    think = _gbnf_pieces.until(g, "own-think", "</think>", bound)
+    reply = grammar.replace("root ::= ", "layout-reply ::= ", 1)
+    head = g.render(f'{_gbnf_pieces.literal("<think>")}? {think} [ \\t\\n]* layout-reply')
+    return head + reply
+
+
+def refused_field(body: str, kwargs: dict[str, Any]) -> str | None:
+    """The field a 400 names as unsupported or invalid, where it is one we sent and an option changes it."""
+    sent = {*kwargs, *(kwargs.get("extra_body") or {})}
+    if not re.search(r"unsupported|not supported|unrecognized|unknown|invalid|does not support|not allowed|"
+                     r"instead|extra", body, re.I):
+        return None
+    for field in FIELD_FIXES:
+        if field in sent and re.search(rf"['\"`]?\b{re.escape(field)}\b['\"`]?", body):
+            return field
+    return None

@@ -5,11 +5,13 @@ at all while thinking, a format ignored, a budget processor that does nothing), 
 
 * **constraint**, per layout: a request whose free reply breaks the layout (the user asks for a sentence
   instead of the format, the answer is one of two made-up words). The reply parses: ``held``; it does not:
-  ``broken`` (the arm is prompt-only, whatever the engine claims); nothing was sent: ``not sent``.
+  ``broken`` (the arm is prompt-only, whatever the engine claims); nothing was sent: ``not sent``; the reply
+  hit the probe's token limit first: ``cut`` (not told: the arm keeps what the engine declared).
 * **reasoning apart**: where the reply came back in two parts, the answer must be in the content, not in the
   reasoning (``in reasoning`` otherwise: the grammar was applied to the wrong part).
 * **budget**: with the model's own thinking on and a budget B, the reasoning holds at most B + SLACK tokens.
-* **thinking off**: asked to think off, the reply has no reasoning.
+* **thinking off**: asked to think off, the reply has no reasoning (where the spec switches thinking at all).
+A misconfigured or unreachable server (``ConfigError``, ``UnreachableError``) is raised, not recorded.
 
 Findings are data (``Finding``); ``observed(findings, layout, syntax, declared)`` is what an arm was held to.
 Does not handle: a backend that enforces some requests and not others (one request per layout is a sample).
@@ -22,12 +24,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from .._backend import Backend, call, enforcement
-from .._errors import FirstTokenError, ParseError
+from .._errors import ConfigError, FirstTokenError, ParseError, UnreachableError
 from .._predictor import Predictor
 from .._signature import InputField, OutputField, Signature
 from ..layouts import get_layout, layout_classes
 
 SLACK = 8  # tokens over the budget a closing tag and its newline may take
+ANSWER_TOKENS = 160  # the probe's replies are a word or two; a reply cut here tells nothing
 BREAK = ("Do not use any format, tags or JSON. Reply with exactly this sentence and nothing else: "
          "I will not answer.")
 LONG = "Think it through at length, step by step, before you answer: which word comes first in the alphabet?"
@@ -62,7 +65,7 @@ def probe(backend: Backend, layouts: list[tuple[str, str]] | None = None, budget
     thinking = getattr(backend, "thinking", None)
     if thinking == "on" and getattr(backend, "thinking_budget", None) is not None:
         findings.append(_budget(backend))
-    if thinking is not None:
+    if thinking in ("on", "off"):  # the user switches thinking: check that off really is off
         findings.append(_thinking_off(backend))
     return findings
 
@@ -74,16 +77,21 @@ def _constraint(backend: Backend, name: str, syntax: str, budget: int) -> list[F
     if declared is None:
         return [Finding("constraint", where, "not sent", "the backend sends no constraint for this layout")]
     predictor = Predictor(Probe, layout=name, syntax=syntax, model=backend, max_thinking_tokens=budget,
-                          max_answer_tokens=64)
+                          max_answer_tokens=ANSWER_TOKENS)
     try:
         pred = predictor(question=BREAK)
     except ParseError as e:
         gen = getattr(e, "generation", None)
+        if gen is not None and gen.finish_reason == "length":  # a grammar can hold a reply cut short: not told
+            return [Finding("constraint", where, "cut", f"{declared} sent; the reply reached the probe's "
+                                                        f"{ANSWER_TOKENS}-token limit before it was complete")]
         apart = (gen.reasoning if gen is not None else None) or e.reasoning or ""
         if apart and ("zebulon" in apart or "quillet" in apart) and not (e.raw or "").strip():
             return [Finding("constraint", where, "broken", f"{declared} sent; the content was empty"),
                     Finding("reasoning apart", where, "in reasoning", "the answer came back in the reasoning")]
         return [Finding("constraint", where, "broken", f"{declared} sent; reply: {_short(e.raw)}")]
+    except (ConfigError, UnreachableError):
+        raise  # a misconfigured or unreachable server: the run would stop on its first row with the same line
     except FirstTokenError as e:
         return [Finding("constraint", where, "error", _short(str(e)))]
     found = [Finding("constraint", where, "held", f"{declared}: the reply parsed ({pred.answer!r})")]

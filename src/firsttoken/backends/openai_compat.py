@@ -50,8 +50,8 @@ from .._options import GenerateOptions
 from .._spec import BackendOptions, ModelSpec, fetch_only
 from .._text import redact
 from ..layouts import Constraint
-from ..layouts import _gbnf as _gbnf_pieces
-from ._engines import ENGINES, FIELD_FIXES, REASONING_FIELDS, THINKING, engine as engine_named
+from ._engines import (ENGINES, FIELD_FIXES, REASONING_FIELDS, THINKING, after_thinking, engine as engine_named,
+                       refused_field, streamed)
 
 SCHEMA_MODES = ("json_schema", "json_object", "gbnf", "lark", "ebnf", "grammar", "none")
 GRAMMAR_MODES = {"gbnf": "gbnf", "lark": "lark", "ebnf": "gbnf"}  # mode -> the layout's grammar dialect
@@ -190,7 +190,7 @@ class OpenAICompatible(BackendBase):
         elif mode is not None:
             text = constraint.grammar(GRAMMAR_MODES[mode], self.region_bound(options))
             if mode == "gbnf" and self.thinking == "on":  # llama-server applies it from the first token
-                text = _after_thinking(text, CHARS_PER_TOKEN * (self.thinking_budget or options.max_thinking_tokens))
+                text = after_thinking(text, CHARS_PER_TOKEN * (self.thinking_budget or options.max_thinking_tokens))
             if mode == "lark":
                 text = "%llguidance {}\n" + text
             if mode == "gbnf":
@@ -212,7 +212,7 @@ class OpenAICompatible(BackendBase):
         start = time.perf_counter()
         while True:
             try:
-                response = self._attempt(kwargs)
+                response = self._attempt(kwargs, on_text)
                 break
             except _Retry as r:
                 self._note_failure(r.connection)
@@ -228,16 +228,15 @@ class OpenAICompatible(BackendBase):
                 time.sleep(delay)
                 waited += delay
                 retries += 1
-        gen = self._generation(response, time.perf_counter() - start, retries)
-        if on_text:
-            on_text((f"<think>{gen.reasoning}</think>\n" if gen.reasoning else "") + gen.text)
-        return gen
+        return self._generation(response, time.perf_counter() - start, retries)
 
-    def _attempt(self, kwargs: dict[str, Any]) -> Any:
+    def _attempt(self, kwargs: dict[str, Any], on_text: Any = None) -> Any:
+        """One request; with ``on_text`` it is streamed, reasoning (inside ``<think>``) and text as they come."""
         import openai
 
         try:
-            response = self._client.chat.completions.create(**kwargs)
+            response = streamed(self._client, kwargs, on_text) if on_text else \
+                self._client.chat.completions.create(**kwargs)
         except openai.APITimeoutError:
             raise _Retry(f"no answer within {self.timeout:g} s") from None
         except openai.APIConnectionError as e:
@@ -245,7 +244,7 @@ class OpenAICompatible(BackendBase):
         except openai.APIStatusError as e:
             status = e.status_code
             body = redact(_safe_body(e), self._secrets)
-            refused = _refused_field(body, kwargs) if status in (400, 422) else None
+            refused = refused_field(body, kwargs) if status in (400, 422) else None
             if refused:
                 raise ConfigError(f"{self.label}: the server refuses the field {refused!r} (HTTP {status}: "
                                   f"{body[:160]})", hint=f"use {FIELD_FIXES[refused]}") from None
@@ -318,29 +317,6 @@ def _schema_hint(mode: str) -> str:
             "ebnf": "vLLM and SGLang take ebnf with their default xgrammar backend (SGLang: add &engine=sglang); "
                     "llama-server takes gbnf"}.get(mode, "try another ?schema_mode (see the README's engine table), "
                                                         "or none for no constraint")
-
-
-def _after_thinking(grammar: str, bound: int) -> str:
-    """The layout's GBNF behind the model's own thinking: an optional ``<think>`` (a template may have opened it),
-    free text to ``</think>`` (at most ``bound`` characters), then the layout's reply. llama-server applies a
-    grammar from the first generated token, thinking included: without this the answer lands in the reasoning."""
-    g = _gbnf_pieces.Gbnf()
-    think = _gbnf_pieces.until(g, "own-think", "</think>", bound)
-    reply = grammar.replace("root ::= ", "layout-reply ::= ", 1)
-    head = g.render(f'{_gbnf_pieces.literal("<think>")}? {think} [ \\t\\n]* layout-reply')
-    return head + reply
-
-
-def _refused_field(body: str, kwargs: dict[str, Any]) -> str | None:
-    """The field a 400 names as unsupported or invalid, where it is one we sent and an option changes it."""
-    sent = {*kwargs, *(kwargs.get("extra_body") or {})}
-    if not re.search(r"unsupported|not supported|unrecognized|unknown|invalid|does not support|not allowed|"
-                     r"instead|extra", body, re.I):
-        return None
-    for field in FIELD_FIXES:
-        if field in sent and re.search(rf"['\"`]?\b{re.escape(field)}\b['\"`]?", body):
-            return field
-    return None
 
 
 def _retry_after(response: Any) -> float | None:
