@@ -79,8 +79,9 @@ def test_a_backend_option_is_one_field_reached_from_the_spec_and_from_a_flag(tmp
 
     honest = eval_("-m", "liar:x")[0]
     by_spec = eval_("-m", "liar:x?lie=1")[0]
-    by_flag = eval_("-m", "liar:x", "--model-option", "lie=1")[0]
+    by_flag = eval_("-m", "liar:x", "--model-option", "lie=1", "--store", "flag.db")[0]  # its own rows, run
     assert honest["correct"] == 4 and by_spec["correct"] == 0 and by_flag["correct"] == 0
+    assert honest["n"] == by_spec["n"] == by_flag["n"] == 4  # every row ran, under the model the flag made
     assert by_spec["model"] == by_flag["model"] == "liar:x?lie=1" and by_spec["id"] == by_flag["id"] != honest["id"]
     # typed: a value that is not a bool, or an option the backend lacks, is one line naming it
     bad = CliRunner().invoke(app, ["eval", "--data", str(data), "--inputs", "question", "--output", "answer",

@@ -134,6 +134,7 @@ def _backends(config: EvalConfig) -> dict[str, ModelSpec | Backend]:
                 source = source.set("parallel", config.parallel)
             source = check_spec(with_options(source, config.model_options, every=False))  # before anything runs
             specs.append(source)
+            key = source.key  # an identity option set here makes it another model
         out.setdefault(key, source)
     for name in config.model_options:
         if specs and not any(s.takes(name) for s in specs):
