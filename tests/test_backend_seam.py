@@ -120,7 +120,8 @@ def test_a_backend_registered_by_class_runs_eval_predict_and_ask(tmp_path, monke
     res = CliRunner().invoke(app, ["predict", "--run", "runs/sums.db", "--arm", "1", "--data", "new.csv",
                                    "--out", "p.jsonl"])
     assert res.exit_code == 0, res.output
-    assert [json.loads(line)["outputs"]["answer"] for line in (tmp_path / "p.jsonl").read_text().splitlines()] == [11, 2]
+    lines = (tmp_path / "p.jsonl").read_text().splitlines()
+    assert [json.loads(line)["outputs"]["answer"] for line in lines] == [11, 2]
     res = CliRunner().invoke(app, ["ask", "20+22", "-m", "toy:t", "--layout", "direct", "-o", "answer:int",
                                    "--json"])
     assert res.exit_code == 0, res.output

@@ -118,7 +118,8 @@ def test_2_ctrl_c_stops_with_130_and_the_same_command_resumes(tmp_path):
 def test_2_ctrl_c_abandons_server_calls_in_flight(tmp_path, stub):
     proxy = FaultProxy(stub, plan=["stall"] * 100, stall=600)
     data = fours(tmp_path / "f.jsonl")
-    args = eval_args(data, "-m", f"openai:stub@{proxy.url}/v1?parallel=4&timeout=600", "--layouts", "direct", "--no-probe")
+    args = eval_args(data, "-m", f"openai:stub@{proxy.url}/v1?parallel=4&timeout=600", "--layouts", "direct",
+                     "--no-probe")
     code, stderr = _interrupt(args, {}, tmp_path, lambda: len(proxy.log) >= 4)
     assert code == 130 and "interrupted; rerun the same command to resume" in stderr  # not 600 s of waiting
     proxy.close()
@@ -128,8 +129,8 @@ def test_2_ctrl_c_abandons_server_calls_in_flight(tmp_path, stub):
 def test_3_keys_never_reach_the_store_the_terminal_or_the_report(tmp_path, stub):
     proxy = FaultProxy(stub, plan=["echo_auth"] * 20)
     data = fours(tmp_path / "f.jsonl", 4)
-    res = cli(*eval_args(data, "-m", f"openai:stub@{proxy.url}/v1", "--layouts", "direct", "--no-probe"), cwd=tmp_path,
-              env={"OPENAI_API_KEY": SECRET})
+    res = cli(*eval_args(data, "-m", f"openai:stub@{proxy.url}/v1", "--layouts", "direct", "--no-probe"),
+              cwd=tmp_path, env={"OPENAI_API_KEY": SECRET})
     assert res.returncode == 1 and outcomes(tmp_path / "runs" / "f.db") == ["backend_error"] * 4
     assert any("echo_auth" == f for f in proxy.log)  # the server really echoed the header
     report = cli("report", "runs/f.db", "--html", "r.html", cwd=tmp_path)

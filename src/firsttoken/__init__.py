@@ -18,11 +18,12 @@ from .layouts import Constraint, Layout, Region, get_layout, layout_names, regis
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendBase", "BackendError", "BackendOptions", "ConfigError", "Constraint", "ConstraintError", "ContextOverflowError",
-    "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout", "LlamaCpp",
-    "ModelNotFoundError", "ModelSpec", "OpenAICompatible", "OutputField", "ParseError", "Prediction", "Predictor", "Region",
-    "Request", "Scripted", "Signature", "Task", "UnreachableError", "Usage", "__version__", "build_backend", "evaluate",
-    "fetch_only", "get_layout", "layout_names", "load", "models", "parse_spec", "register_backend", "register_layout",
+    "Backend", "BackendBase", "BackendError", "BackendOptions", "ConfigError", "Constraint", "ConstraintError",
+    "ContextOverflowError", "DataError", "FirstTokenError", "GenerateOptions", "Generation", "InputField", "Layout",
+    "LlamaCpp", "ModelNotFoundError", "ModelSpec", "OpenAICompatible", "OutputField", "ParseError", "Prediction",
+    "Predictor", "Region", "Request", "Scripted", "Signature", "Task", "UnreachableError", "Usage", "__version__",
+    "build_backend", "evaluate", "fetch_only", "get_layout", "layout_names", "load", "models", "parse_spec",
+    "register_backend", "register_layout",
 ]
 
 

@@ -26,9 +26,10 @@ carries; an arm that asked for a constraint the mode cannot carry is labelled ``
 A server cannot close a reasoning region early, so a grammar bounds it: at most ``CHARS_PER_TOKEN`` x the
 thinking budget characters, and ``max_tokens`` leaves room for all of them (a token is at least one
 character) plus the answer. Under the JSON modes only ``max_tokens`` bounds it.
-Reasoning delivered apart (``reasoning_content`` / ``reasoning`` / ``thinking``), as a leading ``<think>`` block,
-or R1-style (a reply that closes ``</think>`` without opening it) is split off before parsing; its token count comes from ``completion_tokens_details.reasoning_tokens`` when the
-server reports it, otherwise it is estimated (and marked so).
+Reasoning delivered apart (``reasoning_content`` / ``reasoning`` / ``thinking``), as a leading ``<think>``
+block, or R1-style (a reply that closes ``</think>`` without opening it) is split off before parsing; its
+token count comes from ``completion_tokens_details.reasoning_tokens`` when the server reports it, otherwise
+it is estimated (and marked so).
 """
 
 from __future__ import annotations

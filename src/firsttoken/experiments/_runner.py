@@ -90,7 +90,8 @@ def evaluate(task: Task, models: Sequence[Model] | None = None, layouts: Sequenc
     try:
         db.check_definition(task.name, task.definition())
         aliases = {k: s.alias for k, s in backends.items() if isinstance(s, ModelSpec) and s.alias}
-        run_id = db.add_run(task.name, {"models": names, "model_names": aliases, "layouts": list(c.layouts or layout_names()),
+        run_id = db.add_run(task.name, {"models": names, "model_names": aliases,
+                                        "layouts": list(c.layouts or layout_names()),
                                         "syntaxes": list(c.syntaxes), "constrained": list(c.constrained),
                                         "budgets": budgets, "limit": c.limit, "sample": c.sample, "seed": c.seed,
                                         "demos": len(c.demos or []), "labels": task.labels, "output": task.output,

@@ -93,7 +93,8 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
         return sum(r[key] or 0 for r in answered) / n if n else 0.0
 
     row = {
-        "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "name": arm.get("name"), "demos": arm.get("demos") or 0,
+        "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "name": arm.get("name"),
+        "demos": arm.get("demos") or 0,
         "enforced": enforcement(arm), "constrained": _held(arm),
         "n": n, "correct": correct, "accuracy": correct / n if n else 0.0, "ci_low": low, "ci_high": high,
         "accuracy_parsed": correct / parsed if parsed else 0.0, "parse_failures": n - parsed,
