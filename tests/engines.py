@@ -13,12 +13,16 @@ honours cuts it, or it was turned off in a way the engine honours.
     EngineStub("vllm", ignores={"chat_template_kwargs"})  # thinking cannot be turned off
     EngineStub("openai", refuses={"temperature", "max_tokens"})  # a hosted reasoning model's 400s
     EngineStub("llama-server", r1=True)             # R1-style: the reply closes </think> it never opened
+    EngineStub("vllm", delay=0.2)   # each reply takes 0.2 s; counts requests in flight and those the client dropped
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -57,17 +61,21 @@ def _layout_of(body: dict[str, Any]) -> tuple[str, str] | None:
 class EngineStub:
     def __init__(self, engine: str, *, thinks: bool = True, ignores: set[str] | None = None,
                  json_in_reasoning: bool = False, grammar_off_when_thinking: bool = False,
-                 refuses: set[str] | None = None, r1: bool = False):
+                 refuses: set[str] | None = None, r1: bool = False, delay: float = 0.0):
         self.engine, self.thinks, self.ignores = engine, thinks, set(ignores or ())
         self.json_in_reasoning, self.grammar_off_when_thinking = json_in_reasoning, grammar_off_when_thinking
         self.refuses, self.r1 = set(refuses or ()), r1
         self.bodies: list[dict[str, Any]] = []
+        self.delay, self.in_flight, self.most_in_flight, self.dropped = delay, 0, 0, 0
+        self._count = threading.Lock()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 stub.bodies.append(body)
+                if stub.delay and not stub.waited(self.connection):
+                    return  # the client went away while the "model" was generating
                 status, reply = stub.answer(body)
                 if body.get("stream") and status == 200:
                     return self.stream(reply)
@@ -119,6 +127,25 @@ class EngineStub:
     def spec(self, **options: Any) -> str:
         query = "&".join(f"{k}={v}" for k, v in {"engine": self.engine, **options}.items())
         return f"openai:m@{self.url}/v1?{query}"
+
+    def waited(self, conn: socket.socket) -> bool:
+        """Take ``delay`` seconds over a request, counted in flight; False if the client closed the connection
+        meanwhile (counted as dropped)."""
+        with self._count:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            end = time.monotonic() + self.delay
+            while time.monotonic() < end:
+                readable, _, _ = select.select([conn], [], [], 0.01)
+                if readable and not conn.recv(1, socket.MSG_PEEK):
+                    with self._count:
+                        self.dropped += 1
+                    return False
+            return True
+        finally:
+            with self._count:
+                self.in_flight -= 1
 
     # --- the scripted model behind the engine ------------------------------------------------------------
     def _honoured(self, body: dict[str, Any], field: str) -> bool:

@@ -18,7 +18,8 @@ spec options, see ``_spec``), ``from_spec(spec)``, and, optionally, ``check_spec
 pool of ``parallel`` threads (the one concurrency implementation every backend shares); ``count_tokens``
 estimates. ``call`` is the failure boundary: anything a backend raises that is not a firsttoken error
 becomes a ``BackendError``. A backend raises only firsttoken errors itself, never a library's own.
-Does not handle: async callers (a later async path must reuse ``generate_batch``, not copy it).
+Async callers go through ``_async`` (``acall``, ``acompleted``), which reuses this: ``call``'s boundary,
+``generate_batch`` in a worker thread, or a backend's own ``agenerate``.
 """
 
 from __future__ import annotations

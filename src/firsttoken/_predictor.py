@@ -9,11 +9,19 @@ usage); a failed call raises BackendError. Never a silent retry. Many rows go th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cached_property
 from typing import Any
 
-from ._backend import Backend, Generation, Request, call, estimate_tokens, guarded_batch
+from ._async import acall, acompleted
+from ._backend import (
+    Backend,
+    Generation,
+    Request,
+    call,
+    estimate_tokens,
+    guarded_batch,
+)
 from ._errors import ConfigError, FirstTokenError, ParseError
 from ._options import OPTION_NAMES, GenerateOptions, make_options
 from ._prediction import Prediction, Usage
@@ -97,6 +105,21 @@ class Predictor:
             results[i] = out
         return results  # type: ignore[return-value]
 
+    async def acall(self, **kwargs: Any) -> Prediction:
+        """``__call__``, awaited (``_async``: a server's async client, or a worker thread for a local model)."""
+        return self.finish(await acall(self.model, self.request(kwargs)))
+
+    def acompleted(self, rows: list[dict[str, Any]], **options: Any) -> AsyncIterator[tuple[int, Prediction | FirstTokenError]]:
+        """``completed``, as an async iterator: ``async for i, out in predictor.acompleted(rows)``."""
+        return acompleted_many([(self, {**row, **options}) for row in rows])
+
+    async def abatch(self, rows: list[dict[str, Any]], **options: Any) -> list[Prediction | FirstTokenError]:
+        """``batch``, awaited: in input order, a Prediction or the error that ended that row's call."""
+        results: list[Prediction | FirstTokenError | None] = [None] * len(rows)
+        async for i, out in self.acompleted(rows, **options):
+            results[i] = out
+        return results  # type: ignore[return-value]
+
     def finish(self, gen: Generation) -> Prediction:
         """Parse a generation into a Prediction, or raise ParseError carrying the usage."""
         try:
@@ -145,26 +168,48 @@ def completed_many(work: list[tuple[Predictor, dict[str, Any]]]) -> Iterator[tup
     """Rows of several predictors (e.g. the arms of an experiment) in one ``generate_batch`` of their shared
     backend, so a batching backend keeps its slots full across them; yield ``(index in work, Prediction or
     error)`` as each finishes. Every predictor must have the same ``model``."""
+    backend, requests, at, refused = _requests(work)
+    yield from refused
+    if requests:
+        for j, out in guarded_batch(backend, requests):
+            yield _finished(work, at[j], out)
+
+
+async def acompleted_many(work: list[tuple[Predictor, dict[str, Any]]]) -> AsyncIterator[tuple[int, Prediction | FirstTokenError]]:
+    """``completed_many``, as an async iterator (``_async.acompleted``)."""
+    backend, requests, at, refused = _requests(work)
+    for out in refused:
+        yield out
+    if requests:
+        async for j, gen in acompleted(backend, requests):
+            yield _finished(work, at[j], gen)
+
+
+def _requests(work: list[tuple[Predictor, dict[str, Any]]]) -> tuple[Any, list[Request], list[int], list[tuple[int, FirstTokenError]]]:
+    """The shared backend, the requests of the rows that make one, the index in ``work`` of each request, and
+    the rows refused before any call (a missing input, an unknown option)."""
     if not work:
-        return
+        return None, [], [], []
     backend = work[0][0].model
     if any(p.model is not backend for p, _ in work):
         raise ConfigError("completed_many: the predictors have different models",
                           hint="group the rows by model and run each group on its own")
     requests: list[Request] = []
-    at: list[int] = []  # index in ``work`` of each request
+    at: list[int] = []
+    refused: list[tuple[int, FirstTokenError]] = []
     for i, (predictor, row) in enumerate(work):
         try:
             requests.append(predictor.request(row))
             at.append(i)
         except FirstTokenError as e:
-            yield i, e
-    for j, out in guarded_batch(backend, requests):
-        i = at[j]
-        if isinstance(out, FirstTokenError):
-            yield i, out
-            continue
-        try:
-            yield i, work[i][0].finish(out)
-        except ParseError as e:
-            yield i, e
+            refused.append((i, e))
+    return backend, requests, at, refused
+
+
+def _finished(work: list[tuple[Predictor, dict[str, Any]]], i: int, out: Generation | FirstTokenError) -> tuple[int, Prediction | FirstTokenError]:
+    if isinstance(out, FirstTokenError):
+        return i, out
+    try:
+        return i, work[i][0].finish(out)
+    except ParseError as e:
+        return i, e

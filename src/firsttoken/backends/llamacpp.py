@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -145,6 +146,7 @@ class LlamaCpp(BackendBase):
         self._decoder: Any = None
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._matchers: dict[str, llguidance.LLMatcher] = {}
+        self._decoding = threading.Lock()  # one decode at a time, whatever threads call (the async path's)
 
     def __repr__(self) -> str:
         return f"LlamaCpp({self.label!r})"
@@ -210,6 +212,10 @@ class LlamaCpp(BackendBase):
         return options.max_answer_tokens + (options.max_thinking_tokens + _CLOSE_SLACK if constraint.region else 0)
 
     def generate(self, request: Request) -> Generation:
+        with self._decoding:
+            return self._generate(request)
+
+    def _generate(self, request: Request) -> Generation:
         messages, constraint, options, on_text = request.messages, request.constraint, request.options, request.on_text
         guide = self.guide(constraint, options) if constraint is not None else None
         max_tokens = self._max_tokens(constraint, options)
@@ -249,11 +255,12 @@ class LlamaCpp(BackendBase):
             at.append(i)
         if not jobs:
             return
-        for j, out in self.decoder(max(len(j.prompt) + j.max_tokens for j in jobs)).run(jobs):
-            request = requests[at[j]]
-            if request.on_text and isinstance(out, Generation):
-                request.on_text(out.text)
-            yield at[j], out
+        with self._decoding:
+            for j, out in self.decoder(max(len(j.prompt) + j.max_tokens for j in jobs)).run(jobs):
+                request = requests[at[j]]
+                if request.on_text and isinstance(out, Generation):
+                    request.on_text(out.text)
+                yield at[j], out
 
     def decoder(self, need: int | None = None) -> BatchDecoder:
         """The batch context: ``parallel`` row streams and a prefix stream (one KV stream each), each with the

@@ -34,12 +34,16 @@ it is estimated (and marked so).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import re
 import threading
 import time
+import weakref
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,8 +55,16 @@ from .._options import GenerateOptions
 from .._spec import BackendOptions, ModelSpec, fetch_only
 from .._text import redact
 from ..layouts import Constraint
-from ._engines import (ENGINES, FIELD_FIXES, REASONING_FIELDS, THINKING, after_thinking, engine as engine_named,
-                       refused_field, streamed)
+from ._engines import (
+    ENGINES,
+    FIELD_FIXES,
+    REASONING_FIELDS,
+    THINKING,
+    after_thinking,
+    refused_field,
+    streamed,
+)
+from ._engines import engine as engine_named
 
 SCHEMA_MODES = ("json_schema", "json_object", "gbnf", "lark", "ebnf", "grammar", "none")
 GRAMMAR_MODES = {"gbnf": "gbnf", "lark": "lark", "ebnf": "gbnf"}  # mode -> the layout's grammar dialect
@@ -62,6 +74,16 @@ _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
 _R1 = re.compile(r"^(?!\s*<think>)(.*?)</think>\s*", re.S)  # R1-style: the template opened the block, not the reply
 
 
+@dataclass(frozen=True)
+class _Send:
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Wait:
+    seconds: float
+
+
 class _Retry(Exception):
     def __init__(self, why: str, wait: float | None = None, connection: bool = False):
         super().__init__(why)
@@ -69,7 +91,8 @@ class _Retry(Exception):
 
 
 class OpenAICompatible(BackendBase):
-    """Runs ``parallel`` requests at once (``BackendBase.generate_batch``'s thread pool).
+    """Runs ``parallel`` requests at once (``BackendBase.generate_batch``'s thread pool; on the async path,
+    ``_async``'s limit). ``generate`` and ``agenerate`` drive one retry policy (``_steps``), blocking or awaited.
     Its spec: ``openai:MODEL@URL[?options]`` (``Options``)."""
 
     name = "openai"
@@ -134,13 +157,14 @@ class OpenAICompatible(BackendBase):
         self._secrets = [os.environ.get(api_key_env), urlsplit(base_url).password]  # redacted from every error
         self._down_since: float | None = None
         self._lock = threading.Lock()
+        self._api_key = os.environ.get(api_key_env) or _PLACEHOLDER_KEY
+        self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         if client is None:
             try:
                 import openai
             except ImportError:
                 raise ConfigError("the openai client is not installed", hint='pip install "firsttoken[server]"') from None
-            client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or _PLACEHOLDER_KEY,
-                                   timeout=timeout, max_retries=0)
+            client = openai.OpenAI(base_url=base_url, api_key=self._api_key, timeout=timeout, max_retries=0)
         self._client = client
 
     def __repr__(self) -> str:
@@ -206,61 +230,124 @@ class OpenAICompatible(BackendBase):
         return kwargs
 
     def generate(self, request: Request) -> Generation:
+        steps = self._steps(request)
+        step = next(steps)
+        while True:  # the sync driver of ``_steps``
+            try:
+                if isinstance(step, _Wait):
+                    time.sleep(step.seconds)
+                    step = steps.send(None)
+                else:
+                    step = steps.send(self._attempt(step.kwargs, request.on_text))
+            except _Retry as r:
+                step = steps.send(r)
+            except StopIteration as done:
+                return done.value
+
+    async def agenerate(self, request: Request) -> Generation:
+        """``generate`` on the async client: the same request, retries, deadline and errors (``_steps``)."""
+        if request.on_text:
+            raise ConfigError("streaming (on_text) is not offered on the async path", hint="call generate() for it")
+        steps = self._steps(request)
+        step = next(steps)
+        while True:  # the async driver of ``_steps``
+            try:
+                if isinstance(step, _Wait):
+                    await asyncio.sleep(step.seconds)
+                    step = steps.send(None)
+                else:
+                    step = steps.send(await self._aattempt(step.kwargs))
+            except _Retry as r:
+                step = steps.send(r)
+            except StopIteration as done:
+                return done.value
+
+    def _steps(self, request: Request) -> Generator[_Send | _Wait, Any, Generation]:
+        """The one retry policy, free of I/O: yields what to send (and is sent the response, or the ``_Retry``
+        that attempt ended in) and how long to wait; returns the Generation. A driver does the sending and
+        waiting (``generate``: blocking; ``agenerate``: awaited)."""
         kwargs = self.request(request.messages, request.constraint, request.options)
-        on_text = request.on_text
         retries = 0
         waited = 0.0
         start = time.perf_counter()
         while True:
-            try:
-                response = self._attempt(kwargs, on_text)
-                break
-            except _Retry as r:
-                self._note_failure(r.connection)
-                if retries >= self.max_retries:
-                    raise BackendError(f"{self.label}: {r.why} (gave up after {retries + 1} attempts)",
-                                       hint="the server kept failing; rerun later to retry, or raise max_retries") from None
-                delay = max(min(self.max_backoff, self.backoff * 2 ** retries) * random.uniform(0.5, 1.5), r.wait or 0.0)
-                if waited + delay > self.deadline:  # the waits of one call are capped, whatever Retry-After says
-                    asked = f"the server asked to wait {r.wait:g} s; " if r.wait and r.wait > self.deadline - waited else ""
-                    raise BackendError(f"{self.label}: {r.why}; {asked}gave up after {retries + 1} attempts and "
-                                       f"{waited:.0f} s of waiting (deadline {self.deadline:g} s)",
-                                       hint="rerun later to retry, or raise ?deadline=SECONDS") from None
-                time.sleep(delay)
-                waited += delay
-                retries += 1
-        return self._generation(response, time.perf_counter() - start, retries)
+            outcome = yield _Send(kwargs)
+            if not isinstance(outcome, _Retry):
+                return self._generation(outcome, time.perf_counter() - start, retries)
+            self._note_failure(outcome.connection)
+            if retries >= self.max_retries:
+                raise BackendError(f"{self.label}: {outcome.why} (gave up after {retries + 1} attempts)",
+                                   hint="the server kept failing; rerun later to retry, or raise max_retries")
+            delay = max(min(self.max_backoff, self.backoff * 2 ** retries) * random.uniform(0.5, 1.5),
+                        outcome.wait or 0.0)
+            if waited + delay > self.deadline:  # the waits of one call are capped, whatever Retry-After says
+                asked = f"the server asked to wait {outcome.wait:g} s; " \
+                    if outcome.wait and outcome.wait > self.deadline - waited else ""
+                raise BackendError(f"{self.label}: {outcome.why}; {asked}gave up after {retries + 1} attempts and "
+                                   f"{waited:.0f} s of waiting (deadline {self.deadline:g} s)",
+                                   hint="rerun later to retry, or raise ?deadline=SECONDS")
+            yield _Wait(delay)
+            waited += delay
+            retries += 1
 
     def _attempt(self, kwargs: dict[str, Any], on_text: Any = None) -> Any:
         """One request; with ``on_text`` it is streamed, reasoning (inside ``<think>``) and text as they come."""
-        import openai
-
         try:
             response = streamed(self._client, kwargs, on_text) if on_text else \
                 self._client.chat.completions.create(**kwargs)
-        except openai.APITimeoutError:
-            raise _Retry(f"no answer within {self.timeout:g} s") from None
-        except openai.APIConnectionError as e:
-            raise _Retry(f"connection failed ({_cause(e)})", connection=True) from None
-        except openai.APIStatusError as e:
+        except Exception as e:
+            raise self._failure(e, kwargs) from None
+        return self._accepted(response)
+
+    async def _aattempt(self, kwargs: dict[str, Any]) -> Any:
+        try:
+            response = await self._async_client().chat.completions.create(**kwargs)
+        except Exception as e:
+            raise self._failure(e, kwargs) from None
+        return self._accepted(response)
+
+    def _async_client(self) -> Any:
+        """The async client of the running event loop (an httpx pool belongs to one loop)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None:
+                import openai
+
+                client = self._async_clients[loop] = openai.AsyncOpenAI(
+                    base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0)
+        return client
+
+    def _failure(self, e: Exception, kwargs: dict[str, Any]) -> Exception:
+        """What an attempt's exception means: a ``_Retry``, or the firsttoken error to raise."""
+        import openai
+
+        if isinstance(e, openai.APITimeoutError):
+            return _Retry(f"no answer within {self.timeout:g} s")
+        if isinstance(e, openai.APIConnectionError):
+            return _Retry(f"connection failed ({_cause(e)})", connection=True)
+        if isinstance(e, openai.APIStatusError):
             status = e.status_code
             body = redact(_safe_body(e), self._secrets)
             refused = refused_field(body, kwargs) if status in (400, 422) else None
             if refused:
-                raise ConfigError(f"{self.label}: the server refuses the field {refused!r} (HTTP {status}: "
-                                  f"{body[:160]})", hint=f"use {FIELD_FIXES[refused]}") from None
+                return ConfigError(f"{self.label}: the server refuses the field {refused!r} (HTTP {status}: "
+                                   f"{body[:160]})", hint=f"use {FIELD_FIXES[refused]}")
             if status in (400, 422, 500) and self.carries_constraint(kwargs) and _SCHEMA_REFUSED.search(body):
-                raise ConfigError(f"{self.label}: the server rejects schema_mode {self.schema_mode!r} "
-                                  f"(HTTP {status}: {body[:160]})", hint=_schema_hint(self.schema_mode)) from None
+                return ConfigError(f"{self.label}: the server rejects schema_mode {self.schema_mode!r} "
+                                   f"(HTTP {status}: {body[:160]})", hint=_schema_hint(self.schema_mode))
             if status == 429 or status >= 500:
-                raise _Retry(f"HTTP {status}", wait=_retry_after(e.response)) from None
+                return _Retry(f"HTTP {status}", wait=_retry_after(e.response))
             if status == 400 and re.search(r"context|too long|exceed", body, re.I):
-                raise ContextOverflowError(f"{self.label}: HTTP 400: {body}") from None
-            raise BackendError(f"{self.label}: HTTP {status}: {body}", hint=_hint_for(status)) from None
-        except openai.OpenAIError as e:  # a truncated response body, and the like
-            raise _Retry(f"bad response ({type(e).__name__})") from None
-        except ValueError:  # a body that is not JSON (the client parses it with json.loads)
-            raise _Retry("malformed response body (not JSON)") from None
+                return ContextOverflowError(f"{self.label}: HTTP 400: {body}")
+            return BackendError(f"{self.label}: HTTP {status}: {body}", hint=_hint_for(status))
+        if isinstance(e, openai.OpenAIError):  # a truncated response body, and the like
+            return _Retry(f"bad response ({type(e).__name__})")
+        if isinstance(e, ValueError):  # a body that is not JSON (the client parses it with json.loads)
+            return _Retry("malformed response body (not JSON)")
+        return e
+
+    def _accepted(self, response: Any) -> Any:
         with self._lock:
             self._down_since = None
         if not getattr(response, "choices", None):

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import _models
 from .._errors import ConfigError
 from .._text import markup, terminal_safe
-from ..experiments import (Arm, Store, arm_label, evaluate, html_page, load_demos, make_config, markdown,
+from ..experiments import (Arm, Store, arm_label, dspy_program, evaluate, html_page, load_demos, make_config, markdown,
                            predict_file, same_file, show_arm, summarize)
 from ..demo import run_demo
 from ..tasks import Task, column_map, get_task, read_label_descriptions, task_names
@@ -327,6 +327,27 @@ def show(run: Path = typer.Option(..., "--run"), arm: str = typer.Option(None, "
     out.print("[bold]--- JSON Schema (servers) ---[/bold]")
     out.print(terminal_safe(json.dumps(shown["json_schema"], indent=2)) if shown["json_schema"] else
               "none: this layout's reply is not one JSON object", markup=False)
+
+
+@app.command()
+def export(run: Path = typer.Option(..., "--run", help="a store written by `firsttoken eval`"),
+           arm: str = typer.Option(None, "--arm", help="arm number, id or unique part; default: the recommendation"),
+           dspy: bool = typer.Option(False, "--dspy", help="write the arm as a DSPy program (a Python file)"),
+           out_file: Path = typer.Option(None, "--out", help="where to write it (default: print it)")) -> None:
+    """Write an arm of a run as a program for another framework (DSPy: signature, demos, adapter, model)."""
+    if not dspy:
+        raise ConfigError("export: name the format", hint="--dspy (a DSPy program; the only format so far)")
+    if not run.is_file():
+        raise ConfigError(f"{run}: no such store", hint="pass the .db file that `firsttoken eval` wrote")
+    if out_file is not None and (same_file(out_file, run) or out_file.suffix != ".py"):
+        raise ConfigError(f"--out {out_file}: not a new .py file", hint="e.g. --out program.py")
+    found, text = dspy_program(run, arm)  # writing it needs no DSPy; running it does
+    if out_file is None:
+        print(text, end="")
+        return
+    out_file.write_text(text, encoding="utf-8")
+    err.print(terminal_safe(f"wrote {out_file}: arm {found['id']} as a DSPy program "
+                            f"(python {out_file} < rows.jsonl, or import it)"), markup=False)
 
 
 @app.command()

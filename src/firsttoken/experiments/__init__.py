@@ -10,6 +10,7 @@ from ._arm import Arm, build_grid
 from ._config import EvalConfig, make_config
 from ._confseq import fixed_n, pair_alpha
 from ._demos import load_demos
+from ._export import dspy_program
 from ._predict import predict_file, same_file
 from ._report import html_page, markdown, plots
 from ._runner import default_store, evaluate, with_options
@@ -17,6 +18,6 @@ from ._simulate import simulate
 from ._store import Store
 from ._summary import arm_label, summarize, versus
 
-__all__ = ["Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "evaluate",
-           "file_task", "fixed_n", "html_page", "load_demos", "make_config", "markdown", "pair_alpha", "plots",
-           "predict_file", "same_file", "show_arm", "simulate", "summarize", "versus", "with_options"]
+__all__ = ["Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "dspy_program",
+           "evaluate", "file_task", "fixed_n", "html_page", "load_demos", "make_config", "markdown", "pair_alpha",
+           "plots", "predict_file", "same_file", "show_arm", "simulate", "summarize", "versus", "with_options"]

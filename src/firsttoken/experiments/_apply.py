@@ -73,6 +73,21 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
     return the_arm.predictor(sig, backend or resolve(arm["model"]))
 
 
+def arm_program(store_path: str | Path, arm_ref: str | None) -> tuple[dict[str, Any], Predictor, str]:
+    """An arm (by ``find_arm``'s rules), its Predictor (no model loaded), and one line of what the run measured."""
+    store = Store(store_path, readonly=True)
+    try:
+        arm = find_arm(store, arm_ref)
+        predictor = predictor_for(store, arm, backend=_NoModel())
+        stats = next((a for a in summarize(store, arm["task"])["arms"] if a["id"] == arm["id"]), None)
+    finally:
+        store.close()
+    measured = "" if stats is None else (
+        f"Measured: {stats['correct']}/{stats['n']} right ({stats['accuracy']:.1%}, 95% CI {stats['ci_low']:.1%}-"
+        f"{stats['ci_high']:.1%}), {stats['parse_failures']} parse failures, task {arm['task']!r}.")
+    return arm, predictor, measured
+
+
 def show_arm(store_path: str | Path, arm_ref: str | None) -> dict[str, Any]:
     """The arm's exact messages for its first stored row, its Lark grammar and its JSON Schema."""
     store = Store(store_path)

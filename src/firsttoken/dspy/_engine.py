@@ -1,0 +1,160 @@
+"""``LM``: a DSPy language model that runs any firsttoken backend, through DSPy 3.4's engine contract.
+
+DSPy owns the call (history, callbacks, usage, its cache); our engine turns one ``dspy.lm15.Request`` into a
+firsttoken ``Request`` and the ``Generation`` back into a ``dspy.lm15.Response``. When ``Adapter`` made the
+request it carries, in ``config.extensions["firsttoken"]``, the signature (as ``Signature.to_spec``), the
+layout and the generation options: the engine rebuilds the layout's constraint from them and the backend
+enforces it (llguidance in-process; a server what its ``schema_mode`` carries). Any other request (``lm("hi")``,
+another adapter's) runs unconstrained. Reasoning a server returns apart comes back as a ``ThinkingPart``.
+
+Retries are the backend's own (``OpenAICompatible``'s); DSPy's are off (``num_retries=0``), so a failing
+server is not retried twice over. Failures reach DSPy as ``dspy.lm15`` errors with firsttoken's message.
+Does not handle: ``n`` > 1, tools, images; DSPy's ``stream`` gets the whole reply as one event.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import dspy
+from dspy import lm15
+
+from .._async import acall
+from .._backend import Backend, Generation, Request, call
+from .._errors import (
+    BackendError,
+    ConfigError,
+    ContextOverflowError,
+    FirstTokenError,
+    UnreachableError,
+)
+from .._options import GenerateOptions, make_options
+from .._predictor import Predictor
+from .._signature import Signature
+from ..backends import resolve
+
+EXTENSION = "firsttoken"  # the key of config.extensions our Adapter fills
+
+
+class Engine:
+    """One request, one ``backend.generate`` (sync DSPy calls)."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self._predictors: dict[str, Predictor] = {}
+
+    def request(self, request: lm15.Request) -> Request:
+        """The firsttoken request for a DSPy one."""
+        messages = _messages(request)
+        plan = (request.config.extensions or {}).get(EXTENSION)
+        if plan is None:
+            config = request.config
+            values = {k: v for k, v in (("temperature", config.temperature), ("top_p", config.top_p),
+                                        ("seed", config.seed), ("max_answer_tokens", config.max_tokens))
+                      if v is not None}
+            return Request(messages, None, make_options(values))
+        options = GenerateOptions(**plan["options"])
+        predictor = self._predictor(plan)
+        return Request(messages, predictor.constraint if options.constrained else None, options)
+
+    def _predictor(self, plan: dict[str, Any]) -> Predictor:
+        key = json.dumps([plan["signature"], plan["layout"], plan["syntax"]], sort_keys=True)
+        if key not in self._predictors:
+            self._predictors[key] = Predictor(Signature.from_spec(plan["signature"]), plan["layout"], plan["syntax"],
+                                              model=self.backend)
+        return self._predictors[key]
+
+    def complete(self, request: lm15.Request) -> lm15.Response:
+        try:
+            return _response(call(self.backend, self.request(request)), request.model)
+        except FirstTokenError as e:
+            raise _lm15_error(e) from e
+
+    def stream(self, request: lm15.Request) -> Any:
+        return lm15.response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncEngine:
+    """The same, awaited (``_async.acall``: a server's async client, a local model in a worker thread)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    async def complete(self, request: lm15.Request) -> lm15.Response:
+        try:
+            return _response(await acall(self.engine.backend, self.engine.request(request)), request.model)
+        except FirstTokenError as e:
+            raise _lm15_error(e) from e
+
+    async def stream(self, request: lm15.Request) -> Any:
+        for event in lm15.response_to_events(await self.complete(request)):
+            yield event
+
+    async def aclose(self) -> None:
+        pass
+
+
+class LM(dspy.LM):
+    """``firsttoken.dspy.LM("qwen2.5-coder-1.5b")``, ``LM("openai:m@http://host/v1?schema_mode=gbnf&...")`` or
+    ``LM(a_backend)``: a DSPy LM whose replies come from a firsttoken backend. With ``Adapter`` the layout's
+    constraint is enforced; ``backend`` is the firsttoken backend it runs."""
+
+    def __init__(self, model: str | Backend, *, cache: bool = True, **kwargs: Any):
+        backend = resolve(model) if isinstance(model, str) else model
+        if not callable(getattr(backend, "generate", None)):
+            raise ConfigError(f"{model!r} is neither a --model spec nor a firsttoken backend",
+                              hint='e.g. firsttoken.dspy.LM("smollm2-135m")')
+        self.backend = backend
+        engine = Engine(backend)
+        super().__init__(f"firsttoken/{backend.label}", engine=engine, async_engine=AsyncEngine(engine),
+                         cache=cache, num_retries=0, **kwargs)
+
+    def enforcement(self, signature: type[Signature], layout: Any, syntax: str | None,
+                    options: GenerateOptions) -> str | None:
+        """What the backend enforces of this layout's constraint (None: prompt-only)."""
+        if not options.constrained:
+            return None
+        engine: Engine = self._engine_spec  # type: ignore[attr-defined]
+        plan = {"signature": signature.to_spec(), "layout": layout, "syntax": syntax}
+        method = getattr(self.backend, "enforcement", None)
+        return method(engine._predictor(plan).constraint) if method else None
+
+
+def _messages(request: lm15.Request) -> list[dict[str, str]]:
+    out = []
+    if request.system is not None:
+        system = request.system if isinstance(request.system, str) else "".join(
+            getattr(p, "text", "") or "" for p in request.system)
+        out.append({"role": "system", "content": system})
+    for m in request.messages:
+        text = "".join(getattr(p, "text", "") or "" for p in m.parts if getattr(p, "type", "") == "text")
+        out.append({"role": m.role, "content": text})
+    return out
+
+
+def _response(gen: Generation, model: str) -> lm15.Response:
+    parts: list[Any] = [lm15.TextPart(gen.text)]
+    if gen.reasoning:
+        parts.insert(0, lm15.ThinkingPart(gen.reasoning))
+    prompt, completion = gen.prompt_tokens, gen.completion_tokens
+    usage = lm15.Usage(input_tokens=prompt, output_tokens=completion,
+                       total_tokens=prompt + completion if prompt is not None and completion is not None else None,
+                       reasoning_tokens=gen.reasoning_tokens)
+    return lm15.Response(id=None, model=model, message=lm15.Message.assistant(parts),
+                         finish_reason="length" if gen.finish_reason == "length" else "stop", usage=usage)
+
+
+def _lm15_error(e: FirstTokenError) -> lm15.LM15Error:
+    """firsttoken's error as the ``dspy.lm15`` error DSPy expects, with our message and hint."""
+    text = f"{e.message} ({e.hint})" if getattr(e, "hint", None) else e.message
+    if isinstance(e, ContextOverflowError):
+        return lm15.ContextLengthError(text)
+    if isinstance(e, UnreachableError):
+        return lm15.TransportError(text)
+    if isinstance(e, BackendError):
+        return lm15.ServerError(text)
+    return lm15.ConfigurationError(text)
