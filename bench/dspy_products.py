@@ -18,7 +18,8 @@ greedy. Arms (all ``dspy.Predict``):
 The dspy_* arms and ft_server call llama.cpp's llama-server (built by `make test`, or FIRSTTOKEN_LLAMA_SERVER)
 serving the same GGUF file, through DSPy's own OpenAI-compatible client. Each arm's replies are appended to
 OUT/MODEL/ARM.jsonl as they come, so a killed run resumes. Prints, per arm: right, labels outside the list,
-parse errors (DSPy's AdapterParseError), other errors, and mean seconds per item. Run it on an idle machine (it runs one model at a time).
+parse errors (DSPy's AdapterParseError), other errors, and mean seconds per item. Run it on an idle machine (it
+runs one model at a time).
 """
 
 import argparse
@@ -108,7 +109,8 @@ def run_arm(arm: str, program: Any, items: list[dict], labels: set[str], out: Pa
                 pred = program(item_name=item["title"], item_description=item["description"])
                 entry.update(category=pred.category, error=None)
             except Exception as e:  # DSPy's parse errors (and any other) are counted apart from wrong answers
-                entry.update(category=None, error=f"{type(e).__name__}: {str(e)[:300]}")
+                entry.update(category=None, error=f"{type(e).__name__}: {str(e)[:300]}",
+                             raw=getattr(e, "lm_response", None))  # the whole reply, to see what went wrong
             entry["seconds"] = round(time.perf_counter() - start, 2)
             entry["valid"] = entry["category"] in labels
             f.write(json.dumps(entry) + "\n")
@@ -181,7 +183,8 @@ def main() -> None:
                 if server is None:
                     server = start_server(path)
                 if arm == "ft_server":
-                    spec = f"openai:{args.model}@{server[1]}?engine=llama-server&schema_mode=gbnf&parallel=1&timeout=600"
+                    spec = (f"openai:{args.model}@{server[1]}?engine=llama-server&schema_mode=gbnf&parallel=1"
+                            "&timeout=600")
                     lm, adapter = ftd.LM(spec, cache=False), ftd.Adapter("thoughts_first")
                 else:
                     lm = dspy.LM(f"openai/{args.model}", api_base=server[1], api_key="none", temperature=0.0,

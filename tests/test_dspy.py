@@ -136,7 +136,8 @@ def test_export_writes_an_arm_as_a_dspy_program_that_sends_the_arms_own_messages
     shown = json.loads(cli("show", "--run", str(db), "--arm", "1", "--json", cwd=tmp_path).stdout)
     first = json.loads(data.read_text().splitlines()[0])
     check = (f"import sys, json; sys.path.insert(0, {str(tmp_path)!r}); import sums_program as p; "
-             f"print(json.dumps(p.adapter.format(p.program.signature, p.program.demos, {{'question': {first['question']!r}}})))")
+             f"print(json.dumps(p.adapter.format(p.program.signature, p.program.demos, "
+             f"{{'question': {first['question']!r}}})))")
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=cli_env(), cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == shown["messages"]  # word for word what the arm sent

@@ -21,7 +21,7 @@ def shared(rel: str) -> Path:
 
 
 def test_every_builtin_is_listed():
-    assert task_names() == ["arithmetic", "gsm8k", "products", "banking77", "bbh"]
+    assert task_names() == ["arithmetic", "gsm8k", "products", "banking77", "bbh", "sst2", "airline"]
 
 
 def test_arithmetic_is_seeded_exact_and_graded_by_difficulty():
@@ -131,6 +131,15 @@ def test_shared_products():
 def test_shared_banking77():
     task = get_task("banking77", str(shared("banking77")))
     assert len(task.all_rows) == 3080 and len(task.labels) == 77 and len(task.demo_pool) > 1000
+
+
+@pytest.mark.parametrize(("name", "rows", "counts"), [("sst2", 1821, {"negative": 912, "positive": 909}),
+                                                     ("airline", 2277, {"negative": 1817, "positive": 460})])
+def test_shared_binary_sentiment(name, rows, counts):
+    task = get_task(name, str(shared(name)))
+    assert len(task.all_rows) == rows and task.labels == ["negative", "positive"]
+    assert {lab: sum(r.expected == lab for r in task.all_rows) for lab in task.labels} == counts
+    assert task.demo_pool and set(task.demo_pool[0]) == {"text", "category"}
 
 
 @pytest.mark.parametrize("name", ["date_understanding", "sports_understanding",

@@ -109,7 +109,7 @@ class Predictor:
         """``__call__``, awaited (``_async``: a server's async client, or a worker thread for a local model)."""
         return self.finish(await acall(self.model, self.request(kwargs)))
 
-    def acompleted(self, rows: list[dict[str, Any]], **options: Any) -> AsyncIterator[tuple[int, Prediction | FirstTokenError]]:
+    def acompleted(self, rows: list[dict[str, Any]], **options: Any) -> AsyncIterator[Done]:
         """``completed``, as an async iterator: ``async for i, out in predictor.acompleted(rows)``."""
         return acompleted_many([(self, {**row, **options}) for row in rows])
 
@@ -164,7 +164,11 @@ def layout_signature(signature: type[Signature], layout: Layout) -> type[Signatu
     return signature.without_reasoning() if layout.has_reasoning else signature
 
 
-def completed_many(work: list[tuple[Predictor, dict[str, Any]]]) -> Iterator[tuple[int, Prediction | FirstTokenError]]:
+Work = list[tuple["Predictor", dict[str, Any]]]  # rows of predictors that share one backend
+Done = tuple[int, "Prediction | FirstTokenError"]  # a row's index and its prediction or error
+
+
+def completed_many(work: Work) -> Iterator[Done]:
     """Rows of several predictors (e.g. the arms of an experiment) in one ``generate_batch`` of their shared
     backend, so a batching backend keeps its slots full across them; yield ``(index in work, Prediction or
     error)`` as each finishes. Every predictor must have the same ``model``."""
@@ -175,7 +179,7 @@ def completed_many(work: list[tuple[Predictor, dict[str, Any]]]) -> Iterator[tup
             yield _finished(work, at[j], out)
 
 
-async def acompleted_many(work: list[tuple[Predictor, dict[str, Any]]]) -> AsyncIterator[tuple[int, Prediction | FirstTokenError]]:
+async def acompleted_many(work: Work) -> AsyncIterator[Done]:
     """``completed_many``, as an async iterator (``_async.acompleted``)."""
     backend, requests, at, refused = _requests(work)
     for out in refused:
@@ -185,7 +189,7 @@ async def acompleted_many(work: list[tuple[Predictor, dict[str, Any]]]) -> Async
             yield _finished(work, at[j], gen)
 
 
-def _requests(work: list[tuple[Predictor, dict[str, Any]]]) -> tuple[Any, list[Request], list[int], list[tuple[int, FirstTokenError]]]:
+def _requests(work: Work) -> tuple[Any, list[Request], list[int], list[tuple[int, FirstTokenError]]]:
     """The shared backend, the requests of the rows that make one, the index in ``work`` of each request, and
     the rows refused before any call (a missing input, an unknown option)."""
     if not work:
@@ -206,7 +210,7 @@ def _requests(work: list[tuple[Predictor, dict[str, Any]]]) -> tuple[Any, list[R
     return backend, requests, at, refused
 
 
-def _finished(work: list[tuple[Predictor, dict[str, Any]]], i: int, out: Generation | FirstTokenError) -> tuple[int, Prediction | FirstTokenError]:
+def _finished(work: Work, i: int, out: Generation | FirstTokenError) -> Done:
     if isinstance(out, FirstTokenError):
         return i, out
     try:

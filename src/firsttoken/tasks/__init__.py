@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import ConfigError
 from ._arithmetic import Arithmetic, arithmetic_task
-from ._datasets import banking77_task, bbh_task, data_path, gsm8k_task, products_task
+from ._datasets import airline_task, banking77_task, bbh_task, data_path, gsm8k_task, products_task, sst2_task
 from ._files import as_text, check_unique_ids, column_map, file_task, read_label_descriptions
 from ._identity import assign_keys, changed_parts, content_hash, digest, task_definition
 from ._metrics import is_correct
@@ -64,10 +64,12 @@ def task_names() -> list[str]:
 
 
 for _name, _factory in (("arithmetic", arithmetic_task), ("gsm8k", gsm8k_task), ("products", products_task),
-                        ("banking77", banking77_task), ("bbh", bbh_task)):
+                        ("banking77", banking77_task), ("bbh", bbh_task), ("sst2", sst2_task),
+                        ("airline", airline_task)):
     register_task(_name, _factory)
 
-__all__ = ["Arithmetic", "Row", "Task", "arithmetic_task", "as_text", "assign_keys", "banking77_task", "bbh_task",
-           "changed_parts", "check_unique_ids", "column_map", "content_hash", "data_path", "digest", "file_task",
-           "get_task", "gsm8k_task", "is_correct", "load_signature", "products_task", "read_label_descriptions",
-           "read_records", "rebuild_signature", "register_task", "sample_rows", "task_definition", "task_names"]
+__all__ = ["Arithmetic", "Row", "Task", "airline_task", "arithmetic_task", "as_text", "assign_keys",
+           "banking77_task", "bbh_task", "changed_parts", "check_unique_ids", "column_map", "content_hash",
+           "data_path", "digest", "file_task", "get_task", "gsm8k_task", "is_correct", "load_signature",
+           "products_task", "read_label_descriptions", "read_records", "rebuild_signature", "register_task",
+           "sample_rows", "sst2_task", "task_definition", "task_names"]

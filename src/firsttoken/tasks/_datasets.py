@@ -1,4 +1,4 @@
-"""Built-in tasks over public data files: gsm8k, products, banking77, bbh.
+"""Built-in tasks over public data files: gsm8k, products, banking77, bbh, sst2, airline.
 
 Each reads the file layout of its public source (see ``../shared/data/README.md`` in this project's
 workspace) through the same checked reader as ``--data`` files, so bad rows are named by file and line.
@@ -102,6 +102,31 @@ def products_task(data: str | None = None, *, skip_bad_rows: bool = False) -> Ta
     return _label_task("products", "Assign the product to exactly one category.",
                        {"item_name": "", "item_description": ""}, labels, rows, bad,
                        descs={"category": "the product's category"})
+
+
+def _sentiment_task(name: str, instructions: str, data: str | None, skip_bad_rows: bool) -> Task:
+    """A ``text,label`` CSV of binary sentiment (a folder: its test.csv; demos from its train.csv)."""
+    path = _file(data, name, "test.csv")
+    good, bad = _complete(path, *read_records(path, skip_bad_rows), skip_bad_rows, "text", "label")
+    labels = sorted({str(rec["label"]) for _, rec in good})
+    rows = [Row(str(line), {"text": rec["text"]}, str(rec["label"])) for line, rec in good]
+    train = path.parent / "train.csv"
+    pool = []
+    if path.name == "test.csv" and train.is_file():
+        records, _ = read_records(train, skip_bad=True)
+        pool = [{"text": r["text"], "category": str(r["label"])} for _, r in records
+                if str(r.get("label")) in labels and r.get("text")]
+    return _label_task(name, instructions, {"text": ""}, labels, rows, bad, pool, {"category": "the sentiment"})
+
+
+def sst2_task(data: str | None = None, *, skip_bad_rows: bool = False) -> Task:
+    """SST-2 (binary movie-review sentiment): ``text,label`` CSV; the folder's test.csv by default."""
+    return _sentiment_task("sst2", "Classify the sentiment of the movie review.", data, skip_bad_rows)
+
+
+def airline_task(data: str | None = None, *, skip_bad_rows: bool = False) -> Task:
+    """Twitter US Airline Sentiment, positive vs negative: ``text,label`` CSV; the folder's test.csv by default."""
+    return _sentiment_task("airline", "Classify the sentiment of the tweet about an airline.", data, skip_bad_rows)
 
 
 def banking77_task(data: str | None = None, *, skip_bad_rows: bool = False) -> Task:
