@@ -32,6 +32,15 @@ SLICES: dict[str, dict] = {
                  "data": f"{DATA}/products/products.json", "store": "products", "layouts": FIVE},
     "banking77": {"what": "Banking77, 100 rows drawn with seed 0, all five layouts", "task": "banking77",
                   "data": f"{DATA}/banking77", "store": "banking77", "sample": 100, "seed": 0, "layouts": FIVE},
+    # The founding claim (+1 point from a thoughts field) is about an already accurate classifier: these
+    # pilots say whether the model is one (>= 85% answering directly) on each binary sentiment set.
+    "sst2-pilot": {"what": "SST-2 test, 100 rows drawn with seed 0, direct only: accurate enough (>= 85%) for "
+                           "the +1-point claim?", "task": "sst2", "data": f"{DATA}/sst2", "store": "sst2",
+                   "sample": 100, "seed": 0, "layouts": ["direct"]},
+    "airline-pilot": {"what": "Airline sentiment test (80/20 negative/positive), 100 rows drawn with seed 0, direct "
+                              "only: accurate enough (>= 85%) for the +1-point claim?", "task": "airline",
+                      "data": f"{DATA}/airline", "store": "airline", "sample": 100, "seed": 0,
+                      "layouts": ["direct"]},
 }
 
 
