@@ -42,6 +42,17 @@ def test_paired_bootstrap_is_deterministic_for_a_seed():
     assert _stats.paired_bootstrap(a, b)[0] == pytest.approx(0.4)
 
 
+def test_balanced_accuracy_worked_example():
+    # 8 negatives, 2 positives; all answered negative: accuracy 80%, balanced (8/8 + 0/2) / 2 = 50%
+    expected = ["neg"] * 8 + ["pos"] * 2
+    assert _stats.balanced_accuracy(expected, ["neg"] * 10, ["neg", "pos"]) == pytest.approx(0.5)
+    # one positive found, one negative missed (a parse failure, None): (7/8 + 1/2) / 2
+    predicted = ["neg"] * 7 + [None, "pos", "neg"]
+    assert _stats.balanced_accuracy(expected, predicted, ["neg", "pos"]) == pytest.approx((7 / 8 + 1 / 2) / 2)
+    point, low, high = _stats.label_interval(_stats.balanced_accuracy, expected, predicted, ["neg", "pos"])
+    assert low <= point <= high
+
+
 def test_macro_f1_worked_example():
     expected = ["a", "a", "b", "b"]
     predicted = ["a", "b", "b", None]  # a: tp1 fp0 fn1 -> 2/3; b: tp1 fp1 fn1 -> 1/2

@@ -44,6 +44,9 @@ ARM_COLUMNS = (
     Column("answer tok", lambda a: f"{a['mean_answer_tokens']:.0f}"),
     Column("macro-F1 (95% CI)", lambda a: f"{a['macro_f1']:.3f} ({a['macro_f1_low']:.3f}–{a['macro_f1_high']:.3f})"
            if "macro_f1" in a else "–", when=lambda summary: bool(summary.get("labels"))),
+    Column("balanced acc. (95% CI)", lambda a: f"{pct(a['balanced_accuracy'])} ({pct(a['balanced_low'])}–"
+           f"{pct(a['balanced_high'])})" if "balanced_accuracy" in a else "–",
+           when=lambda summary: bool(summary.get("labels"))),
 )
 
 

@@ -80,6 +80,9 @@ class ArmStats(BaseModel):
     macro_f1: float | None = None  # label tasks only (absent otherwise)
     macro_f1_low: float | None = None
     macro_f1_high: float | None = None
+    balanced_accuracy: float | None = None  # label tasks only: the mean of the labels' recalls
+    balanced_low: float | None = None
+    balanced_high: float | None = None
 
 
 def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: str | None) -> dict:
@@ -107,8 +110,10 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
     if labels and output:
         expected = [str(json.loads(r["expected"])) for r in answered]
         predicted = [_predicted(r, output) for r in answered]
-        f1, f1_low, f1_high = _stats.macro_f1_interval(expected, predicted, labels)
-        row.update(macro_f1=f1, macro_f1_low=f1_low, macro_f1_high=f1_high)
+        f1, f1_low, f1_high = _stats.label_interval(_stats.macro_f1, expected, predicted, labels)
+        bal, bal_low, bal_high = _stats.label_interval(_stats.balanced_accuracy, expected, predicted, labels)
+        row.update(macro_f1=f1, macro_f1_low=f1_low, macro_f1_high=f1_high, balanced_accuracy=bal,
+                   balanced_low=bal_low, balanced_high=bal_high)
     return ArmStats(**row).model_dump(exclude_unset=True)
 
 
