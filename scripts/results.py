@@ -33,6 +33,8 @@ from firsttoken.experiments import Store  # noqa: E402
 def run(models: list[str], names: list[str]) -> int:
     for model in models:
         for name in names:
+            if not slices.runs_for(model, name):
+                continue
             slices.store(model, name).parent.mkdir(parents=True, exist_ok=True)
             cmd = slices.command(model, name)
             print("$", shlex.join(cmd), flush=True)
@@ -134,7 +136,8 @@ def _main(args: argparse.Namespace) -> int:
     if args.cmd == "list":
         for model in slices.MODELS:
             for name in slices.SLICES:
-                print(shlex.join(slices.command(model, name)))
+                if slices.runs_for(model, name):
+                    print(shlex.join(slices.command(model, name)))
         return 0
     text = render()
     (slices.ROOT / "docs" / "results.md").write_text(text)

@@ -31,6 +31,8 @@ def render() -> str:
     for model in slices.MODELS:
         out += [f"## {model}", ""]
         for name, spec in slices.SLICES.items():
+            if not slices.runs_for(model, name):
+                continue
             path = slices.store(model, name)
             if not path.exists():
                 missing.append(f"{model} / {name}")
@@ -42,23 +44,34 @@ def render() -> str:
                 out += [f"### {name}: {spec['what']}", "", f"`{shlex.join(slices.command(model, name))}`", ""]
                 short = [a for a in summary["arms"] if a["n"] + a["backend_errors"] < len(row_ids)]
                 absent = len(arm_ids) - len(summary["arms"])
-                if short or absent:
+                running = "until_decided" in spec and slices.sequential(db, task) is None
+                if running:
+                    out += [f"**Still running:** this --until-decided run has not ended (it stopped, to be resumed "
+                            f"by the same command); the numbers cover the {len(row_ids)} rows done so far, and no "
+                            f"decision has been made. The intervals below are fixed-n ones, for reading: under "
+                            f"optional stopping they are not valid for deciding.", ""]
+                    summary["recommendation"] = {"status": "inconclusive", "arm": None, "label": None,
+                                                 "reason": f"the run has not ended ({len(row_ids)} rows so far)"}
+                elif short or absent:
                     out += [f"**Incomplete:** {len(short) + absent} of {len(arm_ids)} arms have fewer than the "
                             f"{len(row_ids)} planned rows (the run is resumable; the numbers cover the rows done).", ""]
                 if summary["arms"]:
                     out += [markdown(summary).split("\n", 2)[2], _by_difficulty(summary), analysis(db, summary),
                             _plots(summary, model, name), ""]
                     findings.append(_finding(model, name, summary))
-                    if set(spec["layouts"]) == set(slices.FIVE) and "budgets" not in spec and "constrained" not in spec:
-                        glance.append(_glance_row(model, name, summary, len(row_ids)))
+                    if set(spec["layouts"]) <= set(slices.FIVE) and "budgets" not in spec and "constrained" not in spec:
+                        glance.append(_glance_row(model, name, spec, summary, len(row_ids), running))
             finally:
                 db.close()
     head, body = out[:header], out[header:]
     out = head + ["## At a glance", "",
-                  "Accuracy per layout (constrained, thinking budget 512), rows done of planned; the best in bold. "
-                  "The intervals and paired tests are below.", "",
-                  "| model | slice | rows | " + " | ".join(slices.FIVE) + " | recommendation |",
-                  "|---|---|---|" + "---|" * len(slices.FIVE) + "---|", *glance, "",
+                  "Accuracy per layout (constrained, thinking budget 512); the best in bold. Rows: done of planned "
+                  "(a fixed-n slice), or used by the decision (--until-decided). Decision: the recommended arm, or "
+                  "inconclusive. Interval: what the decision rests on: fixed-n (Wilson and paired bootstrap, valid "
+                  "for the planned rows only) or anytime-valid (confidence sequences, valid however long the run "
+                  "went on). The intervals and paired tests are below.", "",
+                  "| model | slice | rows | " + " | ".join(slices.FIVE) + " | decision | interval |",
+                  "|---|---|---|" + "---|" * len(slices.FIVE) + "---|---|", *glance, "",
                   "## Answers, slice by slice", "",
                   "Read from the tables below: each thinking layout against answering first (`direct`) on the "
                   "same rows, with its paired 95% interval, McNemar p and token price (\"helps\" / \"hurts\" only "
@@ -122,18 +135,31 @@ def _finding(model: str, name: str, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _glance_row(model: str, name: str, summary: dict, planned: int) -> str:
+def _glance_row(model: str, name: str, spec: dict, summary: dict, planned: int, running: bool) -> str:
     by_layout = {a["layout"]: a for a in summary["arms"] if a["constrained"]}
     top = max((a["accuracy"] for a in by_layout.values()), default=None)
     cells = []
     for layout in slices.FIVE:
         a = by_layout.get(layout)
         cell = "" if a is None else f"{a['accuracy']:.1%}"
-        cells.append(f"**{cell}**" if a is not None and a["accuracy"] == top else cell)
-    done = min((by_layout[x]["n"] + by_layout[x]["backend_errors"] if x in by_layout else 0) for x in slices.FIVE)
+        cells.append(f"**{cell}**" if a is not None and a["accuracy"] == top and len(by_layout) > 1 else cell)
     rec = summary["recommendation"]
     pick = rec["label"].removeprefix(model).strip() if rec.get("label") else "inconclusive"
-    return f"| {model} | {name} | {done}/{planned} | " + " | ".join(cells) + f" | {pick} |"
+    if "until_decided" in spec:
+        seq = summary.get("sequential")
+        used = seq["rows"] if seq else planned
+        rows, kind = f"{used}", "anytime-valid"
+        if running:
+            pick = f"running ({used} rows so far)"
+        elif rec.get("status") != "recommended":
+            pick = f"inconclusive after {used} rows"
+    else:
+        done = min(by_layout[x]["n"] + by_layout[x]["backend_errors"] for x in spec["layouts"] if x in by_layout) \
+            if by_layout else 0
+        rows, kind = f"{done}/{planned}", "fixed-n"
+        if len(by_layout) == 1:
+            pick = "– (one arm)"
+    return f"| {model} | {name} | {rows} | " + " | ".join(cells) + f" | {pick} | {kind} |"
 
 
 def _plus_one(n: int, lo: float, hi: float) -> str:

@@ -18,7 +18,8 @@ FIVE = ALL.split(",")
 GSM8K = {"task": "gsm8k", "data": f"{DATA}/gsm8k/test.jsonl", "store": "gsm8k"}
 
 # Each slice: what it measures, and its eval settings. Slices of one data set share a store, so that a
-# call two slices both need is made once.
+# call two slices both need is made once. "until_decided": an --until-decided run (its flags: margin in points,
+# max_rows, max_tokens), in a store of its own; "models": the models it is run for (default: MODELS).
 SLICES: dict[str, dict] = {
     "arithmetic": {"what": "generated arithmetic, 15 problems per difficulty 1-6, all five layouts",
                    "task": "arithmetic:1-6:15", "store": "arithmetic", "layouts": FIVE},
@@ -34,14 +35,27 @@ SLICES: dict[str, dict] = {
                   "data": f"{DATA}/banking77", "store": "banking77", "sample": 100, "seed": 0, "layouts": FIVE},
     # The founding claim (+1 point from a thoughts field) is about an already accurate classifier: these
     # pilots say whether the model is one (>= 85% answering directly) on each binary sentiment set.
+    "arithmetic-until-decided": {"what": "generated arithmetic 1-6, rows drawn until decided: the two best "
+                                         "thinking layouts", "task": "arithmetic:1-6",
+                                 "store": "arithmetic-until-decided", "layouts": ["think_then_answer", "work_then_answer"],
+                                 "until_decided": {"max_tokens": 120000}, "parallel": 16,
+                                 "models": ["qwen2.5-coder-1.5b"]},
     "sst2-pilot": {"what": "SST-2 test, 100 rows drawn with seed 0, direct only: accurate enough (>= 85%) for "
                            "the +1-point claim?", "task": "sst2", "data": f"{DATA}/sst2", "store": "sst2",
-                   "sample": 100, "seed": 0, "layouts": ["direct"]},
+                   "sample": 100, "seed": 0, "layouts": ["direct"], "models": ["qwen2.5-coder-1.5b"]},
+    "sst2-thoughts": {"what": "SST-2 test, the founding claim: thoughts_first vs direct until decided with a 1-point "
+                              "margin, the whole split (1,821 rows) the limit", "task": "sst2", "data": f"{DATA}/sst2",
+                      "store": "sst2-until-decided", "layouts": ["direct", "thoughts_first"],
+                      "until_decided": {"margin": 1}, "models": ["qwen2.5-coder-1.5b"]},
     "airline-pilot": {"what": "Airline sentiment test (80/20 negative/positive), 100 rows drawn with seed 0, direct "
                               "only: accurate enough (>= 85%) for the +1-point claim?", "task": "airline",
                       "data": f"{DATA}/airline", "store": "airline", "sample": 100, "seed": 0,
-                      "layouts": ["direct"]},
+                      "layouts": ["direct"], "models": ["qwen2.5-coder-1.5b"]},
 }
+
+
+def runs_for(model: str, name: str) -> bool:
+    return model in SLICES[name].get("models", MODELS)
 
 
 def store(model: str, name: str) -> Path:
@@ -58,6 +72,12 @@ def command(model: str, name: str) -> list[str]:
         if key in s:
             cmd += [flag, str(s[key])]
     cmd += ["--layouts", ",".join(s["layouts"])]
+    if "until_decided" in s:
+        cmd.append("--until-decided")
+        for key, value in s["until_decided"].items():
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+    if "parallel" in s:
+        cmd += ["--parallel", str(s["parallel"])]
     if "constrained" in s:
         cmd += ["--constrained", ",".join("on" if c else "off" for c in s["constrained"])]
     if "budgets" in s:
@@ -77,7 +97,19 @@ def slice_scope(db, model: str, name: str) -> tuple[str, list[str], set[str]]:
     s = SLICES[name]
     task = s["task"].split(":")[0]
     grid = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), s.get("budgets", [512]))
+    if "until_decided" in s:  # the rows the run used: those its decision was made on, or (running) all so far
+        seq = sequential(db, task)
+        rows = seq["row_keys"] if seq else sorted({r["row_key"] for a in grid for r in db.results(a.id)})
+        return task, [a.id for a in grid], set(rows)
     rows = db.row_keys(task)
     if "sample" in s:
         rows = sample_rows(rows, s["sample"], s.get("seed", 0))
     return task, [a.id for a in grid], set(rows[:s.get("limit")])
+
+
+def sequential(db, task: str) -> dict | None:
+    """An --until-decided run's decision as its store keeps it (None while the run has not ended)."""
+    import json
+
+    run = db.last_run(task)
+    return json.loads(run["config"]).get("sequential") if run else None
