@@ -18,7 +18,7 @@ import firsttoken.dspy as ftd
 
 from .engines import EngineStub
 from .helpers import ROOT, SUM, cli, cli_env, eval_args, write_sums
-from .signatures import CATEGORIES
+from .signatures import CATEGORIES, Address
 
 ITEMS = [("Red Lipstick", "A long-lasting matte lipstick."), ("Oak Dining Table", "Solid oak, seats six."),
          ("Basmati Rice 5kg", "Long-grain aromatic rice."), ("Trail Running Shoes", "Grippy soles for men."),
@@ -151,3 +151,26 @@ def test_export_writes_an_arm_as_a_dspy_program_that_sends_the_arms_own_messages
 def test_export_refuses_without_a_format_and_names_the_flag(tmp_path):
     res = cli("export", "--run", str(tmp_path / "x.db"), cwd=tmp_path)
     assert res.returncode != 0 and "--dspy" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+class Extract(dspy.Signature):
+    """Extract the address."""
+
+    text: str = dspy.InputField()
+    address: Address = dspy.OutputField()
+
+
+def test_a_nested_pydantic_output_goes_through_the_lm_with_its_constraint():
+    sent = []
+
+    def reply(messages):
+        return '{"address": {"street": "High Street", "number": 12}}'
+
+    reply.enforces = "script"
+    lm = ftd.LM(ft.Scripted(reply), cache=False)
+    with dspy.context(lm=lm, adapter=ftd.Adapter("direct")):
+        pred = dspy.Predict(Extract)(text="12 High Street")
+        sent.append(lm.history[-1]["request"])
+    assert pred.address.street == "High Street" and pred.address.number == 12
+    key = sent[0].config.extensions["firsttoken"]["constraint"]
+    assert "number" in lm.engine._constraints[key].lark  # the nested type's constraint reached the engine

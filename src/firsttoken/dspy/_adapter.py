@@ -24,7 +24,7 @@ import dspy
 from dspy import lm15
 from dspy.utils.exceptions import AdapterParseError
 
-from .._backend import Generation
+from .._backend import Generation, enforcement
 from .._errors import ConfigError, ParseError
 from .._options import make_options
 from .._predictor import Predictor
@@ -98,13 +98,10 @@ class Adapter(dspy.Adapter):
                                   "max_tokens": options.max_answer_tokens + options.max_thinking_tokens}
         enforced = None
         if isinstance(lm, LM):
-            sig = predictor.signature
-            if sig.to_spec() is None:
-                raise ConfigError(f"{sig.__name__}: an output type the adapter cannot send to the engine",
-                                  hint="use str, int, float, bool, Literal or list outputs")
-            config["extensions"] = {EXTENSION: {"signature": sig.to_spec(), "layout": self.layout.name,
-                                                "syntax": self.layout.syntax, "options": options.model_dump()}}
-            enforced = lm.enforcement(sig, self.layout.name, self.layout.syntax, options)
+            constraint = predictor.constraint if options.constrained else None
+            key = lm.engine.constraint_key(constraint) if constraint is not None else None
+            config["extensions"] = {EXTENSION: {"constraint": key, "options": options.model_dump()}}
+            enforced = enforcement(lm.backend, constraint)
         if enforced is None and options.constrained:
             self._warn(lm)
         return predictor, lm15.Request(model=lm.model, messages=tuple(turns), system=system or None,

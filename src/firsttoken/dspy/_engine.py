@@ -1,11 +1,12 @@
 """``LM``: a DSPy language model that runs any firsttoken backend, through DSPy 3.4's engine contract.
 
 DSPy owns the call (history, callbacks, usage, its cache); our engine turns one ``dspy.lm15.Request`` into a
-firsttoken ``Request`` and the ``Generation`` back into a ``dspy.lm15.Response``. When ``Adapter`` made the
-request it carries, in ``config.extensions["firsttoken"]``, the signature (as ``Signature.to_spec``), the
-layout and the generation options: the engine rebuilds the layout's constraint from them and the backend
-enforces it (llguidance in-process; a server what its ``schema_mode`` carries). Any other request (``lm("hi")``,
-another adapter's) runs unconstrained. Reasoning a server returns apart comes back as a ``ThinkingPart``.
+firsttoken ``Request`` and the ``Generation`` back into a ``dspy.lm15.Response``. ``Adapter`` gives the engine
+the layout's constraint before it calls (``Engine.constraint_key``: a digest of the constraint, so DSPy's cache,
+which keys on the request, tells constraints apart) and names it, with the generation options, in
+``config.extensions["firsttoken"]``; the backend enforces it (llguidance in-process; a server what its
+``schema_mode`` carries). Any other request (``lm("hi")``, another adapter's) runs unconstrained. Reasoning a
+server returns apart comes back as a ``ThinkingPart``.
 
 Retries are the backend's own (``OpenAICompatible``'s); DSPy's are off (``num_retries=0``), so a failing
 server is not retried twice over. Failures reach DSPy as ``dspy.lm15`` errors with firsttoken's message.
@@ -14,6 +15,7 @@ Does not handle: ``n`` > 1, tools, images; DSPy's ``stream`` gets the whole repl
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -22,17 +24,10 @@ from dspy import lm15
 
 from .._async import acall
 from .._backend import Backend, Generation, Request, call
-from .._errors import (
-    BackendError,
-    ConfigError,
-    ContextOverflowError,
-    FirstTokenError,
-    UnreachableError,
-)
+from .._errors import BackendError, ConfigError, ContextOverflowError, FirstTokenError, UnreachableError
 from .._options import GenerateOptions, make_options
-from .._predictor import Predictor
-from .._signature import Signature
 from ..backends import resolve
+from ..layouts import Constraint
 
 EXTENSION = "firsttoken"  # the key of config.extensions our Adapter fills
 
@@ -42,7 +37,14 @@ class Engine:
 
     def __init__(self, backend: Backend):
         self.backend = backend
-        self._predictors: dict[str, Predictor] = {}
+        self._constraints: dict[str, Constraint] = {}
+
+    def constraint_key(self, constraint: Constraint) -> str:
+        """Keep a constraint for the requests that name it; its key is a digest of what it allows."""
+        text = json.dumps([constraint.lark, constraint.json_schema, repr(constraint.region)], sort_keys=True)
+        key = hashlib.sha256(text.encode()).hexdigest()[:20]
+        self._constraints.setdefault(key, constraint)
+        return key
 
     def request(self, request: lm15.Request) -> Request:
         """The firsttoken request for a DSPy one."""
@@ -55,15 +57,13 @@ class Engine:
                       if v is not None}
             return Request(messages, None, make_options(values))
         options = GenerateOptions(**plan["options"])
-        predictor = self._predictor(plan)
-        return Request(messages, predictor.constraint if options.constrained else None, options)
-
-    def _predictor(self, plan: dict[str, Any]) -> Predictor:
-        key = json.dumps([plan["signature"], plan["layout"], plan["syntax"]], sort_keys=True)
-        if key not in self._predictors:
-            self._predictors[key] = Predictor(Signature.from_spec(plan["signature"]), plan["layout"], plan["syntax"],
-                                              model=self.backend)
-        return self._predictors[key]
+        if plan.get("constraint") is None:
+            return Request(messages, None, options)
+        constraint = self._constraints.get(plan["constraint"])
+        if constraint is None:
+            raise ConfigError(f"the request names constraint {plan['constraint']!r}, which this LM was not given",
+                              hint="let firsttoken.dspy.Adapter make the request: it hands the LM the constraint")
+        return Request(messages, constraint, options)
 
     def complete(self, request: lm15.Request) -> lm15.Response:
         try:
@@ -113,15 +113,9 @@ class LM(dspy.LM):
         super().__init__(f"firsttoken/{backend.label}", engine=engine, async_engine=AsyncEngine(engine),
                          cache=cache, num_retries=0, **kwargs)
 
-    def enforcement(self, signature: type[Signature], layout: Any, syntax: str | None,
-                    options: GenerateOptions) -> str | None:
-        """What the backend enforces of this layout's constraint (None: prompt-only)."""
-        if not options.constrained:
-            return None
-        engine: Engine = self._engine_spec  # type: ignore[attr-defined]
-        plan = {"signature": signature.to_spec(), "layout": layout, "syntax": syntax}
-        method = getattr(self.backend, "enforcement", None)
-        return method(engine._predictor(plan).constraint) if method else None
+    @property
+    def engine(self) -> Engine:
+        return self._engine_spec  # type: ignore[attr-defined,no-any-return]
 
 
 def _messages(request: lm15.Request) -> list[dict[str, str]]:
