@@ -124,15 +124,22 @@ def test_async_dspy_runs_on_the_async_client_with_the_constraint_enforced():
     assert all("structured_outputs" in b for b in stub.bodies) and len(stub.bodies) == 5
 
 
-def test_export_writes_an_arm_as_a_dspy_program_that_sends_the_arms_own_messages(tmp_path):
+@pytest.mark.parametrize(("layout", "demos"), [("thoughts_first", False), ("work_then_answer", True)])
+def test_export_writes_an_arm_as_a_dspy_program_that_sends_the_arms_own_messages(tmp_path, layout, demos):
     data = write_sums(tmp_path / "sums.jsonl", 6)
-    res = cli(*eval_args(data, "--model", SUM, "--layouts", "thoughts_first"), cwd=tmp_path)
+    extra = []
+    if demos:  # worked demos: their reasoning is the layout's region, which the signature has no field for
+        (tmp_path / "demos.jsonl").write_text("".join(
+            json.dumps({"question": f"{i}+1", "answer": i + 1, "reasoning": f"{i} plus 1 is {i + 1}"}) + "\n"
+            for i in range(3)))
+        extra = ["--demos", str(tmp_path / "demos.jsonl")]
+    res = cli(*eval_args(data, "--model", SUM, "--layouts", layout, *extra), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     db = tmp_path / "runs" / "sums.db"
     program = tmp_path / "sums_program.py"
     res = cli("export", "--run", str(db), "--arm", "1", "--dspy", "--out", str(program), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "class " in program.read_text() and "ftd.Adapter('thoughts_first', 'json'" in program.read_text()
+    assert "class " in program.read_text() and f"ftd.Adapter('{layout}'" in program.read_text()
     shown = json.loads(cli("show", "--run", str(db), "--arm", "1", "--json", cwd=tmp_path).stdout)
     first = json.loads(data.read_text().splitlines()[0])
     check = (f"import sys, json; sys.path.insert(0, {str(tmp_path)!r}); import sums_program as p; "

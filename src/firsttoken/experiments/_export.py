@@ -40,8 +40,8 @@ def program_source(predictor: Predictor, model: str, *, origin: str, summary: st
         arg = f"desc={desc!r}" if desc else ""
         fields.append(f"    {name}: {_source(f.annotation, f'{sig.__name__}.{name}')} = dspy.{kind}({arg})")
     inputs = list(sig.input_fields)
-    demos = [{k: _types.to_json(v) for k, v in d.items() if k != "reasoning" or "reasoning" in sig.output_fields}
-             for d in predictor.demos]
+    # a demo's "reasoning" is the layout's region (the adapter reads it where the signature has no such field)
+    demos = [{k: _types.to_json(v) for k, v in d.items()} for d in predictor.demos]
     settings = ", ".join(f"{k}={getattr(options, k)!r}" for k in ("constrained", "max_thinking_tokens",
                                                                      "max_answer_tokens"))
     note = (f"\nLabel descriptions of {', '.join(described)} are in the field descriptions here (DSPy has no "
