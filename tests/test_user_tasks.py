@@ -342,3 +342,30 @@ def test_ask_takes_a_signature_file_the_question_filling_its_first_input(tmp_pat
     assert outputs["category"] == "billing" and outputs["details"]["urgent"] is True
     res = cli("ask", "x", "--signature", "triage_sig.py:Triage", "--output", "a:int", *MODEL, cwd=tmp_path)
     assert res.returncode == 1 and "--output is for a question without --signature" in res.stderr
+
+
+def test_a_builtin_task_asked_through_a_users_signature(tmp_path):
+    (tmp_path / "calc_sig.py").write_text(
+        "import firsttoken as ft\n\n"
+        "class Calc(ft.Signature):\n"
+        "    '''Solve it. Show every calculation.'''\n"
+        "    question: str = ft.InputField()\n"
+        "    thoughts: str = ft.OutputField(desc='each calculation written out as a op b = c, one after another')\n"
+        "    answer: int = ft.OutputField()\n\n"
+        "class Wrong(ft.Signature):\n"
+        "    '''-'''\n"
+        "    problem: str = ft.InputField()\n"
+        "    answer: int = ft.OutputField()\n\n"
+        "class WrongType(ft.Signature):\n"
+        "    '''-'''\n"
+        "    question: str = ft.InputField()\n"
+        "    answer: str = ft.OutputField()\n")
+    base = ["eval", "--task", "arithmetic:1-2:2", "--model", "scripted:tests.fakes:garbage", "--layouts",
+            "thoughts_first", "--quiet"]
+    res = cli(*base, "--signature", "calc_sig.py:Calc", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    shown = cli("show", "--run", str(tmp_path / "runs" / "arithmetic.db"), "--arm", "1", cwd=tmp_path)
+    assert "Show every calculation." in shown.stdout and "a op b = c" in shown.stdout  # asked the user's way
+    for cls, words in (("Wrong", "inputs problem"), ("WrongType", "scores output 'answer' of type int")):
+        res = cli(*base, "--signature", f"calc_sig.py:{cls}", cwd=tmp_path)
+        assert res.returncode == 1 and words in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -133,9 +133,8 @@ def build_task(task: str | None, data: str | None, inputs: str | None, output: s
     if task:
         if id_column:
             raise ConfigError("--id is for --data files", hint="a built-in task identifies its rows itself")
-        if signature:
-            raise ConfigError("--signature is for --data files", hint="a built-in task has its own signature")
-        return get_task(task, data, skip_bad_rows=skip_bad_rows, open_ended=open_ended)
+        builtin = get_task(task, data, skip_bad_rows=skip_bad_rows, open_ended=open_ended)
+        return builtin.with_signature(signature) if signature else builtin
     if not data:
         raise ConfigError("no task given", hint="pass --task NAME, or --data FILE --inputs COLS --output COL")
     if not output and not signature:
@@ -161,7 +160,8 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
           input_map: list[str] = typer.Option(None, "--input", help="FIELD=COLUMN, repeatable: an input field read "
                                               "from a column of any name"),
           signature: str = typer.Option(None, "--signature", help="module:Class or file.py:Class, a firsttoken or "
-                                        "DSPy Signature (its fields read from columns of their names, or --input)"),
+                                        "DSPy Signature (its fields read from columns of their names, or --input; "
+                                        "with --task: the task's inputs and scored output, asked your way)"),
           output_type: str = typer.Option(None, "--output-type", help="int, float, bool, str or labels (default: "
                                           "labels with --labels, a number with --metric numeric, else str)"),
           labels: str = typer.Option(None, "--labels", help="the categories, comma-separated"),

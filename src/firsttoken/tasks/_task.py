@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .. import _types
+from .._errors import ConfigError
 from .._signature import Signature
 from . import _identity, _metrics
 from ._user_signature import fingerprint, load_signature, stored_ref
@@ -70,6 +72,23 @@ class Task:
         task = file_task(path, inputs, output, metric, signature=signature, **options)
         task.signature_ref, task.signature_fingerprint = ref, fp
         return task
+
+    def with_signature(self, ref: str) -> Task:
+        """This task asked through a user's ``--signature`` (``module:Class`` or ``file.py:Class``): the same
+        inputs, and the scored output with the same type; other outputs (a ``thoughts`` field first, say) and
+        the instructions and descriptions are the user's."""
+        sig = load_signature(ref)
+        ours, theirs = list(self.signature.input_fields), list(sig.input_fields)
+        if sorted(ours) != sorted(theirs):
+            raise ConfigError(f"--signature {ref}: inputs {', '.join(theirs)}; task {self.name!r} has "
+                              f"{', '.join(ours)}", hint="declare exactly the task's input fields")
+        out = sig.output_fields.get(self.output)
+        want = self.signature.output_fields[self.output].annotation
+        if out is None or out.annotation != want:
+            raise ConfigError(f"--signature {ref}: task {self.name!r} scores output {self.output!r} of type "
+                              f"{_types.type_name(want)}", hint=f"declare {self.output}: {_types.type_name(want)} "
+                              "= OutputField(...) among its outputs")
+        return replace(self, signature=sig, signature_ref=stored_ref(ref), signature_fingerprint=fingerprint(sig))
 
     @classmethod
     def builtin(cls, name: str, data: str | Path | None = None) -> Task:
