@@ -97,6 +97,18 @@ def test_with_another_dspy_lm_the_layout_is_parsed_strictly_and_said_to_be_unenf
             dspy.Predict(ClassifyProduct)(item_name="Red Lipstick", item_description="matte")
 
 
+def test_the_lms_own_settings_reach_the_request_under_the_calls():
+    dummy = dspy.utils.DummyLM([{"thoughts": "t", "category": "beauty"}] * 2)
+    dummy.kwargs.update(temperature=0.7, max_tokens=300)
+    with dspy.context(lm=dummy, adapter=ftd.Adapter("thoughts_first", "fields")), pytest.warns(ftd.NotEnforced):
+        dspy.Predict(ClassifyProduct)(item_name="a", item_description="b")
+        first = dummy.history[-1]["request"].config
+        dspy.Predict(ClassifyProduct, temperature=0.2)(item_name="a", item_description="b")
+        second = dummy.history[-1]["request"].config
+    assert (first.temperature, first.max_tokens) == (0.7, 300 + 512)  # the answer's 300 and the region's 512
+    assert second.temperature == 0.2
+
+
 def test_a_setting_the_adapter_cannot_honour_is_one_clear_error():
     lm = ftd.LM(ft.Scripted(['{"thoughts": "x", "category": "beauty"}']), cache=False)
     with dspy.context(lm=lm, adapter=ftd.Adapter()), pytest.raises(ft.ConfigError, match="n=3"):

@@ -10,8 +10,9 @@ another format. With ``LM`` the request carries the layout's constraint and the 
 other DSPy LM (or a backend that cannot carry this layout's constraint) the layout is only asked for in the
 prompt, and a ``NotEnforced`` warning says so, once per LM and layout.
 
-DSPy's per-call settings map onto firsttoken's options: ``temperature``, ``top_p``, ``seed``, ``max_tokens``
-(the answer's tokens; the reasoning region has ``max_thinking_tokens``) and ``rollout_id``; ``n`` must be 1.
+DSPy's settings (the LM's own, then the call's) map onto firsttoken's options: ``temperature``, ``top_p``,
+``seed``, ``max_tokens`` (the answer's tokens; the reasoning region has ``max_thinking_tokens``) and
+``rollout_id``; ``n`` must be 1.
 Does not handle: tools, ``dspy.History``, images, native-reasoning types (``dspy.Reasoning``), streaming.
 """
 
@@ -89,7 +90,9 @@ class Adapter(dspy.Adapter):
     def _request(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any],
                  inputs: dict[str, Any]) -> tuple[Predictor, lm15.Request, dict[str, Any]]:
         predictor = self._predictor(signature, demos)
-        options, extra = self._options(lm_kwargs)
+        # the LM's own settings (dspy.LM(temperature=...)) under the call's: an explicit Request carries them all
+        own = {k: v for k, v in (getattr(lm, "kwargs", None) or {}).items() if k in _SETTINGS}
+        options, extra = self._options({**own, **lm_kwargs})
         messages = predictor.messages(**self._inputs(signature, inputs))
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns = [lm15.Message.user(m["content"]) if m["role"] == "user" else lm15.Message.assistant(m["content"])
