@@ -23,15 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from typing import Any
 
-from ._backend import (
-    Backend,
-    Generation,
-    Outcome,
-    Request,
-    _foreign,
-    call,
-    guarded_batch,
-)
+from ._backend import Backend, Generation, Outcome, Request, _foreign, call, guarded_batch
 from ._errors import FirstTokenError
 
 # backend -> event loop -> its limit of requests at once (a semaphore belongs to one loop)

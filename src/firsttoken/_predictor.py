@@ -14,14 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from ._async import acall, acompleted
-from ._backend import (
-    Backend,
-    Generation,
-    Request,
-    call,
-    estimate_tokens,
-    guarded_batch,
-)
+from ._backend import Backend, Generation, Request, call, estimate_tokens, guarded_batch
 from ._errors import ConfigError, FirstTokenError, ParseError
 from ._options import OPTION_NAMES, GenerateOptions, make_options
 from ._prediction import Prediction, Usage

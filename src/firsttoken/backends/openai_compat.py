@@ -55,16 +55,8 @@ from .._options import GenerateOptions
 from .._spec import BackendOptions, ModelSpec, fetch_only
 from .._text import redact
 from ..layouts import Constraint
-from ._engines import (
-    ENGINES,
-    FIELD_FIXES,
-    REASONING_FIELDS,
-    THINKING,
-    after_thinking,
-    refused_field,
-    streamed,
-)
-from ._engines import engine as engine_named
+from ._engines import (ENGINES, FIELD_FIXES, REASONING_FIELDS, THINKING, after_thinking, engine as engine_named,
+                       refused_field, streamed)
 
 SCHEMA_MODES = ("json_schema", "json_object", "gbnf", "lark", "ebnf", "grammar", "none")
 GRAMMAR_MODES = {"gbnf": "gbnf", "lark": "lark", "ebnf": "gbnf"}  # mode -> the layout's grammar dialect

@@ -108,14 +108,15 @@ class LM(dspy.LM):
         if not callable(getattr(backend, "generate", None)):
             raise ConfigError(f"{model!r} is neither a --model spec nor a firsttoken backend",
                               hint='e.g. firsttoken.dspy.LM("smollm2-135m")')
-        self.backend = backend
         engine = Engine(backend)
         super().__init__(f"firsttoken/{backend.label}", engine=engine, async_engine=AsyncEngine(engine),
                          cache=cache, num_retries=0, **kwargs)
+        self.backend, self._firsttoken_engine = backend, engine
 
     @property
     def engine(self) -> Engine:
-        return self._engine_spec  # type: ignore[attr-defined,no-any-return]
+        """Our engine (kept here, not read from DSPy's private attribute; ``copy()`` shares it, as DSPy does)."""
+        return self._firsttoken_engine
 
 
 def _messages(request: lm15.Request) -> list[dict[str, str]]:
