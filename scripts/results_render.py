@@ -40,6 +40,9 @@ def render() -> str:
             db = Store(path, readonly=True)
             try:
                 task, arm_ids, row_ids = slices.slice_scope(db, model, name)
+                if not arm_ids:
+                    missing.append(f"{model} / {name}")
+                    continue
                 summary = summarize(db, task, arm_ids, row_ids)
                 out += [f"### {name}: {spec['what']}", "", f"`{shlex.join(slices.command(model, name))}`", ""]
                 short = [a for a in summary["arms"] if a["n"] + a["backend_errors"] < len(row_ids)]
@@ -58,20 +61,21 @@ def render() -> str:
                 if summary["arms"]:
                     out += [markdown(summary).split("\n", 2)[2], _by_difficulty(summary), analysis(db, summary),
                             _plots(summary, model, name), ""]
-                    findings.append(_finding(model, name, summary))
-                    if set(spec["layouts"]) <= set(slices.FIVE) and "budgets" not in spec and "constrained" not in spec:
-                        glance.append(_glance_row(model, name, spec, summary, len(row_ids), running))
+                    findings.append(_versus(db, model, name, spec, summary) if "versus" in spec
+                                    else _finding(model, name, summary))
+                    glance.append(_glance_row(model, name, spec, summary, len(row_ids), running))
             finally:
                 db.close()
     head, body = out[:header], out[header:]
     out = head + ["## At a glance", "",
-                  "Accuracy per layout (constrained, thinking budget 512); the best in bold. Rows: done of planned "
-                  "(a fixed-n slice), or used by the decision (--until-decided). Decision: the recommended arm, or "
-                  "inconclusive. Interval: what the decision rests on: fixed-n (Wilson and paired bootstrap, valid "
-                  "for the planned rows only) or anytime-valid (confidence sequences, valid however long the run "
-                  "went on). The intervals and paired tests are below.", "",
-                  "| model | slice | rows | " + " | ".join(slices.FIVE) + " | decision | interval |",
-                  "|---|---|---|" + "---|" * len(slices.FIVE) + "---|---|", *glance, "",
+                  "Accuracy per layout (constrained, thinking budget 512, no demos); other arms (other budgets, "
+                  "unconstrained, demos, candidate layouts) in their own column; the best in bold. Rows: done of "
+                  "planned (a fixed-n slice), or used by the decision (--until-decided). Decision: the recommended "
+                  "arm, or inconclusive. Interval: what the decision rests on: fixed-n (Wilson and paired "
+                  "bootstrap, valid for the planned rows only) or anytime-valid (confidence sequences, valid "
+                  "however long the run went on). The intervals and paired tests are below.", "",
+                  "| model | slice | rows | " + " | ".join(slices.FIVE) + " | other arms | decision | interval |",
+                  "|---|---|---|" + "---|" * len(slices.FIVE) + "---|---|---|", *glance, "",
                   "## Answers, slice by slice", "",
                   "Read from the tables below: each thinking layout against answering first (`direct`) on the "
                   "same rows, with its paired 95% interval, McNemar p and token price (\"helps\" / \"hurts\" only "
@@ -135,14 +139,27 @@ def _finding(model: str, name: str, summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _plain(arm: dict) -> bool:
+    """An arm of the five columns: a built-in layout, constrained, the default budget, no demos."""
+    return (arm["layout"] in slices.FIVE and bool(arm["constrained"]) and arm["budget"] in (None, 512)
+            and not arm.get("demos"))
+
+
 def _glance_row(model: str, name: str, spec: dict, summary: dict, planned: int, running: bool) -> str:
-    by_layout = {a["layout"]: a for a in summary["arms"] if a["constrained"]}
-    top = max((a["accuracy"] for a in by_layout.values()), default=None)
+    by_layout = {a["layout"]: a for a in summary["arms"] if _plain(a)}
+    others = [a for a in summary["arms"] if not _plain(a)]
+    top = max((a["accuracy"] for a in summary["arms"]), default=None)
+    several = len(summary["arms"]) > 1
+
+    def cell(a: dict, text: str) -> str:
+        return f"**{text}**" if a["accuracy"] == top and several else text
+
     cells = []
     for layout in slices.FIVE:
         a = by_layout.get(layout)
-        cell = "" if a is None else f"{a['accuracy']:.1%}"
-        cells.append(f"**{cell}**" if a is not None and a["accuracy"] == top and len(by_layout) > 1 else cell)
+        cells.append("" if a is None else cell(a, f"{a['accuracy']:.1%}"))
+    other = "; ".join(cell(a, f"{a['label'].removeprefix(model).strip()} {a['accuracy']:.1%}") if a["n"]
+                      else f"{a['label'].removeprefix(model).strip()} not run" for a in others)
     rec = summary["recommendation"]
     pick = rec["label"].removeprefix(model).strip() if rec.get("label") else "inconclusive"
     if "until_decided" in spec:
@@ -154,12 +171,39 @@ def _glance_row(model: str, name: str, spec: dict, summary: dict, planned: int, 
         elif rec.get("status") != "recommended":
             pick = f"inconclusive after {used} rows"
     else:
-        done = min(by_layout[x]["n"] + by_layout[x]["backend_errors"] for x in spec["layouts"] if x in by_layout) \
-            if by_layout else 0
+        done = min((a["n"] + a["backend_errors"] for a in summary["arms"]), default=0)
         rows, kind = f"{done}/{planned}", "fixed-n"
-        if len(by_layout) == 1:
+        if not several:
             pick = "– (one arm)"
-    return f"| {model} | {name} | {rows} | " + " | ".join(cells) + f" | {pick} | {kind} |"
+    return f"| {model} | {name} | {rows} | " + " | ".join(cells) + f" | {other} | {pick} | {kind} |"
+
+
+def _versus(db, model: str, name: str, spec: dict, summary: dict) -> str:
+    """Each arm of the slice against the store's 0-shot arm of the ``versus`` layout, on the rows both answered
+    (paired bootstrap and McNemar, whatever else differs), and whether it is shown within 5 points of it."""
+    from firsttoken.experiments import paired
+
+    base_layout = spec["versus"]
+    base = next((a for a in db.arms(summary["task"]) if a["layout"] == base_layout and not a["demos"]
+                 and a["constrained"] and a["model"] == model and a["budget"] in (None, 512)), None)
+    lines = [f"- **{model} / {name}**:"]
+    if base is None:
+        return "\n".join(lines + [f"  - No 0-shot {base_layout} arm in the store to compare with."])
+    rows = {r["row_key"] for a in summary["arms"] for r in db.results(a["id"])}
+    base_res = [r for r in db.results(base["id"]) if r["row_key"] in rows]
+    base_acc = sum(r["outcome"] == "correct" for r in base_res) / max(1, len(base_res))
+    for arm in summary["arms"]:
+        if arm["id"] == base["id"] or not arm["n"]:
+            continue
+        vs = paired(db.results(arm["id"]), base_res)
+        diff, lo, hi = vs["diff"], vs["ci_low"], vs["ci_high"]
+        where = ("shown within 5 points of it" if lo >= -0.05 else "shown more than 5 points below it" if hi < -0.05
+                 else "not shown within 5 points of it")
+        lines.append(f"  - {arm['label'].removeprefix(model).strip()} {arm['accuracy']:.1%} vs {base_layout} "
+                     f"{base_acc:.1%}: {diff * 100:+.1f} points (95% CI {lo * 100:+.1f} to {hi * 100:+.1f}, McNemar "
+                     f"p = {vs['p_value']:.2g}, n = {vs['n']}): {where}; {arm['mean_completion_tokens']:.0f} "
+                     f"completion tokens per row.")
+    return "\n".join(lines)
 
 
 def _plus_one(n: int, lo: float, hi: float) -> str:

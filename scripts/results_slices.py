@@ -16,10 +16,17 @@ ALL = "direct,answer_then_explain,thoughts_first,think_then_answer,work_then_ans
 
 FIVE = ALL.split(",")
 GSM8K = {"task": "gsm8k", "data": f"{DATA}/gsm8k/test.jsonl", "store": "gsm8k"}
+# Candidate JSON reasoning fields (part 3 of the second edition), run by reference: scripts/json_thoughts.py;
+# thoughts_long began as one (a minimum length for the string) and earned a place in the library.
+CANDIDATES = [*(f"scripts/json_thoughts.py:{c}" for c in ("ThoughtsCalc", "StepsFirst", "ThoughtsLines")),
+              "thoughts_long"]
+WORKED_DEMOS = "scripts/json_thoughts_demos.jsonl"
 
 # Each slice: what it measures, and its eval settings. Slices of one data set share a store, so that a
 # call two slices both need is made once. "until_decided": an --until-decided run (its flags: margin in points,
-# max_rows, max_tokens), in a store of its own; "models": the models it is run for (default: MODELS).
+# max_rows, max_tokens), in a store of its own; "models": the models it is run for (default: MODELS);
+# "demos": a demos file (its first "n_demos", default 3, for every arm); "versus": the layout each arm is
+# compared with (its 0-shot arm in the same store, on the same rows; default: direct).
 SLICES: dict[str, dict] = {
     "arithmetic": {"what": "generated arithmetic, 15 problems per difficulty 1-6, all five layouts",
                    "task": "arithmetic:1-6:15", "store": "arithmetic", "layouts": FIVE},
@@ -51,6 +58,17 @@ SLICES: dict[str, dict] = {
                               "only: accurate enough (>= 85%) for the +1-point claim?", "task": "airline",
                       "data": f"{DATA}/airline", "store": "airline", "sample": 100, "seed": 0,
                       "layouts": ["direct"], "models": ["qwen2.5-coder-1.5b"]},
+    # A JSON reasoning field that works: candidates against the best free-text layouts, on the rows above.
+    "gsm8k-json-thoughts": {"what": "GSM8K, first 50: JSON reasoning fields made to hold the working (the "
+                                    "candidates of scripts/json_thoughts.py, and thoughts_long, which earned a "
+                                    "place in the library) against work_then_answer", **GSM8K,
+                            "limit": 50, "layouts": ["work_then_answer", "think_then_answer", "thoughts_first",
+                                                     *CANDIDATES], "parallel": 16, "versus": "work_then_answer",
+                            "models": ["qwen2.5-coder-1.5b"]},
+    "gsm8k-worked-demos": {"what": "GSM8K, first 50: thoughts_first with three worked demos (every calculation "
+                                   "written out in the thoughts field) against work_then_answer (0-shot)", **GSM8K,
+                           "limit": 50, "layouts": ["thoughts_first"], "demos": WORKED_DEMOS, "parallel": 16,
+                           "versus": "work_then_answer", "models": ["qwen2.5-coder-1.5b"]},
 }
 
 
@@ -76,6 +94,8 @@ def command(model: str, name: str) -> list[str]:
         cmd.append("--until-decided")
         for key, value in s["until_decided"].items():
             cmd += [f"--{key.replace('_', '-')}", str(value)]
+    if "demos" in s:
+        cmd += ["--demos", s["demos"], "--n-demos", str(s.get("n_demos", 3))]
     if "parallel" in s:
         cmd += ["--parallel", str(s["parallel"])]
     if "constrained" in s:
@@ -96,7 +116,11 @@ def slice_scope(db, model: str, name: str) -> tuple[str, list[str], set[str]]:
 
     s = SLICES[name]
     task = s["task"].split(":")[0]
-    grid = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), s.get("budgets", [512]))
+    demos = stored_demos(db, s)
+    if "demos" in s and demos is None:  # not run yet with these demos
+        return task, [], set()
+    grid = build_grid(task, [model], s["layouts"], ["json"], s.get("constrained", [True]), s.get("budgets", [512]),
+                      demos)
     if "until_decided" in s:  # the rows the run used: those its decision was made on, or (running) all so far
         seq = sequential(db, task)
         rows = seq["row_keys"] if seq else sorted({r["row_key"] for a in grid for r in db.results(a.id)})
@@ -105,6 +129,22 @@ def slice_scope(db, model: str, name: str) -> tuple[str, list[str], set[str]]:
     if "sample" in s:
         rows = sample_rows(rows, s["sample"], s.get("seed", 0))
     return task, [a.id for a in grid], set(rows[:s.get("limit")])
+
+
+def stored_demos(db, s: dict) -> list[dict] | None:
+    """The demos a slice's arms were run with, as the store keeps them (the arm whose demos are the file's
+    questions, in order), so that rendering needs no data file; None without demos."""
+    import json
+
+    if "demos" not in s:
+        return None
+    lines = (ROOT / s["demos"]).read_text(encoding="utf-8").splitlines()
+    questions = [json.loads(line)["question"] for line in lines if line.strip()][: s.get("n_demos", 3)]
+    for arm in db.arms():
+        rows = json.loads(arm["config"] or "{}").get("demo_rows") or []
+        if [r.get("question") for r in rows] == questions:
+            return rows
+    return None
 
 
 def sequential(db, task: str) -> dict | None:

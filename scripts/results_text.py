@@ -21,12 +21,10 @@ def analysis(db, summary) -> str:
     if summary.get("labels"):
         return _label_analysis(db, summary)
     lines = []
-    for arm in summary["arms"]:
-        if not thinks(arm):
-            continue
+    for arm in summary["arms"]:  # arms that reasoned: a region, or reasoning in another form (a list of steps)
         rows = db.results(arm["id"])
         texts = [r["thoughts"] or "" for r in rows if r["outcome"] in ("correct", "wrong")]
-        if not texts:
+        if not any(texts):
             continue
         worked = sum(bool(CALC.search(t)) for t in texts)
         lines.append(f"- {arm['label']}: {worked} of {len(texts)} parsed replies show a worked calculation "

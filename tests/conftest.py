@@ -29,9 +29,9 @@ def restore_registries():
     """Layouts and backends a test registers are gone after it, whatever the test order."""
     from firsttoken import backends, layouts
 
-    saved = dict(layouts._REGISTRY), dict(backends._REGISTRY), list(backends._DEFAULT)
+    saved = dict(layouts._REGISTRY), dict(backends._REGISTRY), dict(layouts._REFS), list(backends._DEFAULT)
     yield
-    for registry, before in zip((layouts._REGISTRY, backends._REGISTRY), saved):
+    for registry, before in zip((layouts._REGISTRY, backends._REGISTRY, layouts._REFS), saved):
         registry.clear()
         registry.update(before)
-    backends._DEFAULT[:] = saved[2]
+    backends._DEFAULT[:] = saved[3]

@@ -5,6 +5,7 @@ Test modules import from here (and from fakes, signatures, servers, grammar), ne
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -20,6 +21,24 @@ SUM = "scripted:tests.fakes:echo_sum"
 
 def write_sums(path: Path, n: int = 12) -> Path:
     path.write_text("".join(json.dumps({"question": f"{i}+{i % 3}", "answer": i + i % 3}) + "\n" for i in range(n)))
+    return path
+
+
+TICKETS = [("T-1", "Refund please", "I was charged twice for my plan, please refund.", "billing"),
+           ("T-2", "App crash!", "The app shows an error and crashes on start.", "bug"),
+           ("T-3", "Hello", "Where can I change my avatar?", "other"),
+           ("T-4", "Double charge", "Another charge appeared on my card.", "billing"),
+           ("T-5", "Crash on save", "Saving crashes with an error.", "bug"),
+           ("T-6", "Question", "Do you have a dark mode?", "other")]
+HEADER = ["ticket_id", "Subject", "Ticket Body", "Category (final)"]
+MODEL = ["--model", "scripted:tests.fakes:ticket_triage"]  # the support-ticket triager of tests/fakes.py
+
+
+def write_tickets(path: Path, rows=TICKETS, header=HEADER, delimiter=",") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter=delimiter)
+        w.writerow(header)
+        w.writerows(rows)
     return path
 
 

@@ -80,3 +80,15 @@ def builtin_arms() -> list[tuple[str, str]]:
     """Every (layout, syntax) of the layouts firsttoken ships, read from the registry."""
     return [(name, syntax) for name in ft.layout_names() for syntax in ft.get_layout(name).syntaxes
             if type(ft.get_layout(name)).__module__.startswith("firsttoken.")]
+
+
+def least(name: str, syntax: str | None = None) -> int:
+    """The fewest characters a layout's reasoning region holds (0 for most; thoughts_long: 600)."""
+    region = ft.get_layout(name, syntax).constraint(Arithmetic).region
+    return region.least if region else 0
+
+
+def reasoning_for(name: str, syntax: str | None, text: str) -> str:
+    """``text``, repeated until it fills the layout's minimum reasoning length (itself where there is none)."""
+    n = least(name, syntax)
+    return text * (1 + n // len(text)) if n else text

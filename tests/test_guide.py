@@ -9,7 +9,7 @@ import pytest
 import firsttoken as ft
 from firsttoken.backends._guide import Guide
 
-from .signatures import Arithmetic, builtin_arms
+from .signatures import Arithmetic, builtin_arms, least
 
 TOK = llguidance.LLTokenizer("byte")
 EOS = TOK.eos_token
@@ -40,20 +40,25 @@ REASONING = list(dict.fromkeys(n for n, s in builtin_arms() if ft.get_layout(n, 
 
 @pytest.mark.parametrize("layout", REASONING)
 def test_budget_closes_the_region_and_the_answer_is_still_forced(layout):
-    text, guide = run(layout, lambda text: "a", budget=5)
-    assert guide.closed_by == "budget" and guide.reasoning_tokens == 5
+    # a layout with a minimum length (thoughts_long) is closed as soon as its grammar lets the region end
+    n = max(5, least(layout))
+    text, guide = run(layout, lambda text: "a", budget=5, steps=n + 100)
+    assert guide.closed_by == "budget" and guide.reasoning_tokens == n
     parsed = ft.get_layout(layout).parse(Arithmetic, text)
-    assert parsed.reasoning == "aaaaa" and isinstance(parsed.outputs["answer"], int)
+    assert parsed.reasoning == "a" * n and isinstance(parsed.outputs["answer"], int)
 
 
 @pytest.mark.parametrize("layout", REASONING)
 def test_end_of_turn_while_reasoning_forces_the_answer(layout):
+    n = least(layout)
     text, guide = run(layout, lambda text: "EOS" if text.endswith("hi") else "hi"[len(text) % 2 if "h" in text else 0],
-                      budget=300)
+                      budget=n + 300, steps=n + 400)
     assert guide.closed_by == "end_of_turn", text
-    assert guide.reasoning_tokens < 10
     parsed = ft.get_layout(layout).parse(Arithmetic, text)
-    assert parsed.reasoning.endswith("hi")
+    if n:  # the model wanted to stop long before the minimum: closed at its first end of turn after it
+        assert n <= guide.reasoning_tokens < n + 3 and len(parsed.reasoning) == guide.reasoning_tokens
+    else:
+        assert guide.reasoning_tokens < 10 and parsed.reasoning.endswith("hi")
 
 
 def test_closer_waits_for_an_unfinished_json_escape():

@@ -11,7 +11,7 @@ import firsttoken as ft
 from firsttoken import _types
 
 from .grammar import accepts
-from .signatures import EXAMPLES, builtin_arms
+from .signatures import EXAMPLES, builtin_arms, least, reasoning_for
 
 REASONING = 'First {"a": 1} then [[ ## x ## ]] and </thi nk> "quoted" \\ back\nslash, line two'
 ARMS = builtin_arms()
@@ -22,11 +22,11 @@ ARMS = builtin_arms()
 def test_round_trip(name, syntax, sig):
     layout = ft.get_layout(name, syntax)
     outputs = EXAMPLES[sig]
-    reasoning = REASONING if layout.has_reasoning else None
+    reasoning = reasoning_for(name, syntax, REASONING) if layout.has_reasoning else None
     reply = layout.render(sig, outputs, reasoning, {"explanation": "Because it is."})
     parsed = layout.parse(sig, reply)
     assert parsed.outputs == outputs
-    assert parsed.reasoning == (REASONING if layout.has_reasoning else None)
+    assert parsed.reasoning == reasoning
     assert not parsed.order_violated
     constraint = layout.constraint(sig)
     assert accepts(constraint.lark, reply), reply
@@ -42,7 +42,9 @@ def test_round_trip(name, syntax, sig):
 def test_grammar_and_schema_reject_invalid(name, syntax, sig):
     layout = ft.get_layout(name, syntax)
     constraint = layout.constraint(sig)
-    good = layout.render(sig, EXAMPLES[sig], "ok" if layout.has_reasoning else None, {"explanation": "e"})
+    ok = reasoning_for(name, syntax, "ok") if layout.has_reasoning else None
+    good = layout.render(sig, EXAMPLES[sig], ok, {"explanation": "e"})
+    assert accepts(constraint.lark, good)
     assert not accepts(constraint.lark, "")
     assert not accepts(constraint.lark, good[:-2])  # truncated
     assert not accepts(constraint.lark, good + "\nHope this helps!")  # chatter after the answer
@@ -52,11 +54,31 @@ def test_grammar_and_schema_reject_invalid(name, syntax, sig):
     bad = dict(EXAMPLES[sig])
     bad[first] = {"not": "valid"} if not isinstance(bad[first], dict) else "not an object"
     if not isinstance(EXAMPLES[sig][first], str):
-        wrong = layout.render(sig, bad, "ok", {"explanation": "e"})
+        wrong = layout.render(sig, bad, ok or "ok", {"explanation": "e"})
         assert not accepts(constraint.lark, wrong)
         if constraint.json_schema is not None:
             with pytest.raises(jsonschema.ValidationError):
                 jsonschema.validate(json.loads(wrong), constraint.json_schema)
+
+
+@pytest.mark.parametrize("name,syntax", [a for a in ARMS if least(*a)])
+def test_a_reasoning_minimum_is_held_by_every_grammar(name, syntax):
+    """thoughts_long: the string cannot close before its minimum, in the local grammar and the servers' ones."""
+    from .grammar import gbnf_accepts
+
+    layout = ft.get_layout(name, syntax)
+    n = least(name, syntax)
+    for sig in EXAMPLES:
+        short, enough = ("a" * (n - 1), "a" * n)
+        constraint = layout.constraint(sig)
+        assert not accepts(constraint.lark, layout.render(sig, EXAMPLES[sig], short))
+        assert accepts(constraint.lark, layout.render(sig, EXAMPLES[sig], enough))
+        assert constraint.region.least == n and constraint.json_schema is None  # minLength is not held everywhere
+        for dialect in ("lark", "gbnf"):
+            grammar = constraint.grammar(dialect, 2000)
+            check = accepts if dialect == "lark" else gbnf_accepts
+            assert not check(grammar, layout.render(sig, EXAMPLES[sig], short)), dialect
+            assert check(grammar, layout.render(sig, EXAMPLES[sig], enough)), dialect
 
 
 def test_hand_worked_thoughts_first_json():

@@ -22,6 +22,7 @@ PINS = {
     'thoughts_first/fields': (2, 'b7ddba44c086ab85'),
     'think_then_answer/json': (1, '633be009817ad9ce'),
     'work_then_answer/lines': (1, '87e008656fb679dd'),
+    'thoughts_long/json': (1, '76ebe6358c00e807'),
 }
 
 

@@ -7,12 +7,13 @@ import pytest
 import firsttoken as ft
 from firsttoken.layouts import Parsed
 
-from .signatures import CATEGORIES, Arithmetic, Extract, Person, Products, builtin_arms
+from .signatures import CATEGORIES, Arithmetic, Extract, Person, Products, builtin_arms, least
 
 pytestmark = pytest.mark.model
 
 ARMS = builtin_arms()
 REASONING_LAYOUTS = list(dict.fromkeys(n for n, s in ARMS if ft.get_layout(n, s).has_reasoning))
+BUDGETED = [n for n in REASONING_LAYOUTS if not least(n)]  # the budget is a hard limit (no minimum length)
 ROWS = {
     Products: ({"item_name": "Blender", "item_description": "A kitchen blender for smoothies"},
                lambda p: p.category in CATEGORIES),
@@ -32,13 +33,20 @@ def test_every_layout_constrained_gives_a_valid_typed_prediction(smol, name, syn
     u = pred.usage
     assert u.prompt_tokens > 0 and u.answer_tokens > 0 and not u.estimated
     if ft.get_layout(name, syntax).has_reasoning:
-        assert pred.closed_by in ("model", "end_of_turn", "budget") and u.reasoning_tokens <= 48
+        assert pred.closed_by in ("model", "end_of_turn", "budget") and u.reasoning_tokens <= max(48, least(name))
         assert pred.thoughts is not None
     else:
         assert u.reasoning_tokens == 0 and pred.closed_by is None
 
 
-@pytest.mark.parametrize("layout", REASONING_LAYOUTS)
+def test_a_minimum_length_outlasts_a_smaller_budget_and_the_answer_is_still_forced(smol):
+    pred = ft.Predictor(Arithmetic, layout="thoughts_long", model=smol)(**APPLES, max_thinking_tokens=16)
+    assert isinstance(pred.answer, int) and pred.closed_by == "budget"
+    assert least("thoughts_long") <= len(pred.thoughts) < least("thoughts_long") + 40  # closed at the minimum
+    assert pred.usage.reasoning_tokens > 16
+
+
+@pytest.mark.parametrize("layout", BUDGETED)
 def test_thinking_budget_bounds_the_reasoning(smol, layout):
     pred = ft.Predictor(Products, layout=layout, model=smol)(
         item_name="Lipstick", item_description="A long-lasting red lipstick", max_thinking_tokens=16)

@@ -30,7 +30,14 @@ def results(tmp_path, monkeypatch):
         "tax": {"what": "forced vs prompt", **base, "limit": 21, "layouts": ["work_then_answer"],
                 "constrained": [True, False]},
         "budget": {"what": "budgets", **base, "limit": 21, "layouts": ["thoughts_first"], "budgets": [0, 64]},
+        "candidates": {"what": "a layout by reference", **base, "limit": 21, "versus": "work_then_answer",
+                       "layouts": ["work_then_answer", f"{ROOT}/scripts/json_thoughts.py:ThoughtsCalc"]},
+        "demos": {"what": "worked demos", **base, "limit": 21, "layouts": ["thoughts_first"], "demos": "demos.jsonl",
+                  "n_demos": 2, "versus": "work_then_answer"},
     })
+    (tmp_path / "demos.jsonl").write_text("".join(json.dumps({"question": f"{i}+1", "answer": i + 1,
+                                                              "reasoning": f"{i} + 1 = {i + 1}"}) + "\n"
+                                                  for i in (5, 6, 7)))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the scripted model lives in tests/fakes.py
     return mod
 
@@ -40,8 +47,9 @@ def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
     db = tmp_path / "results" / MODEL / "sums.db"
     with sqlite3.connect(db) as con:  # compacted: one self-contained file, no WAL left beside it
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
-        # five layouts + unconstrained work + thoughts_first at budgets 0 and 64; the shared arms are made once
-        assert con.execute("SELECT COUNT(*) FROM arms").fetchone()[0] == 8
+        # five layouts + unconstrained work + thoughts_first at budgets 0 and 64 + the layout by reference + the
+        # 2-shot thoughts_first; the shared arms are made once
+        assert con.execute("SELECT COUNT(*) FROM arms").fetchone()[0] == 10
     (tmp_path / "sums.jsonl").unlink()  # render reads the committed stores only, not the data files
     text = results.render()
     intro, _, rest = text.partition("## At a glance")
@@ -55,7 +63,15 @@ def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
     assert "thoughts_first: budget 0: 66.7%" in text and "budget 64: 66.7%" in text
     # all equal: the cheapest arm is proven within the margin, and the document says why
     assert (f"Recommendation: **{MODEL} direct [script]**, because {MODEL} direct [script] is the cheapest arm") in text
-    assert f"| {MODEL} | five | 21/21 | **66.7%** | **66.7%** | **66.7%** | **66.7%** | **66.7%** | direct [script] |" in text
+    assert f"| {MODEL} | five | 21/21 | **66.7%** | **66.7%** | **66.7%** | **66.7%** | **66.7%** |  | direct [script] |" in text
+    # every slice is at a glance; arms outside the five columns in their own
+    assert (f"| {MODEL} | budget | 21/21 |  |  |  |  |  | **thoughts_first [script] b0 66.7%**; **thoughts_first "
+            "[script] b64 66.7%** |") in text
+    assert "| **thoughts_calc [script] b512 66.7%** | " in text
+    # candidates and demos against the versus layout's 0-shot arm, paired, whatever else differs
+    assert ("thoughts_calc [script] b512 66.7% vs work_then_answer 66.7%: +0.0 points (95% CI +0.0 to +0.0, McNemar "
+            "p = 1, n = 21): shown within 5 points of it") in text
+    assert "thoughts_first [script] b512 2-shot 66.7% vs work_then_answer 66.7%: +0.0 points" in text
     assert "## Not yet run" in text and "- not-run-model / five" in text
     assert "Incomplete" not in text
 

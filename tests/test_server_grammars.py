@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import Callable
 
 import llguidance
 import pytest
@@ -16,31 +15,13 @@ import firsttoken as ft
 from firsttoken._options import GenerateOptions
 from firsttoken.layouts import _gbnf
 
-from .grammar import accepts
+from .grammar import accepts, gbnf_accepts, gbnf_reader
 from .servers import start_stub
-from .signatures import EXAMPLES, Everything, Products, builtin_arms
+from .signatures import EXAMPLES, Everything, Products, builtin_arms, least, reasoning_for
 from .helpers import cli
 
 _BYTES = llguidance.LLTokenizer("byte")
 REASONING = "Compare the words.\n\nBlank lines, <tags>, [[ brackets ]], \"quotes\" and \\ are fine."
-
-
-def gbnf_reader(gbnf: str) -> Callable[[str], bool]:
-    """llguidance reading the GBNF, byte by byte (a second engine besides llama-server's own): compiled once,
-    a function of the text."""
-    grammar = llguidance.grammar_from("gbnf", gbnf)
-    assert not llguidance.LLMatcher.validate_grammar(grammar, _BYTES)
-    matcher = llguidance.LLMatcher(_BYTES, grammar, log_level=0)
-
-    def accepts(text: str) -> bool:
-        matcher.reset()
-        tokens = _BYTES.tokenize_str(text)
-        return matcher.try_consume_tokens(tokens) == len(tokens) and matcher.is_accepting()
-    return accepts
-
-
-def gbnf_accepts(gbnf: str, text: str) -> bool:
-    return gbnf_reader(gbnf)(text)
 
 
 def reply(layout: ft.Layout, sig: type, reasoning: str) -> str:
@@ -59,14 +40,16 @@ def region_length(layout: ft.Layout, sig: type, text: str) -> int:
 @pytest.mark.parametrize("dialect", ["gbnf", "lark"])
 def test_every_layout_has_a_bounded_server_grammar_that_takes_its_own_replies(dialect, name, syntax, sig):
     layout = ft.get_layout(name, syntax)
-    grammar = layout.constraint(sig).grammar(dialect, 120)
+    bound = 120 + least(name, syntax)  # a layout with a minimum length (thoughts_long) is bounded above it
+    grammar = layout.constraint(sig).grammar(dialect, bound)
     check = gbnf_accepts if dialect == "gbnf" else accepts
-    assert check(grammar, reply(layout, sig, REASONING)), grammar
+    text = reasoning_for(name, syntax, REASONING)
+    assert check(grammar, reply(layout, sig, text)), grammar
     if layout.has_reasoning:  # the region's own text (what the layout writes around the reasoning counts)
         pad = region_length(layout, sig, reply(layout, sig, ""))
-        assert check(grammar, reply(layout, sig, "x" * (120 - pad)))  # the bound itself
-        assert not check(grammar, reply(layout, sig, "x" * (121 - pad)))  # one over: refused
-    wrong = reply(layout, sig, REASONING).replace("kitchen-accessories", "kitchen")
+        assert check(grammar, reply(layout, sig, "x" * (bound - pad)))  # the bound itself
+        assert not check(grammar, reply(layout, sig, "x" * (bound + 1 - pad)))  # one over: refused
+    wrong = reply(layout, sig, text).replace("kitchen-accessories", "kitchen")
     assert sig is not Products or not check(grammar, wrong)  # a label outside the list is refused
 
 
@@ -155,7 +138,8 @@ def test_request_bodies_have_each_engines_documented_shape(recorder, mode, engin
     others = {"response_format", "grammar", "ebnf", "structured_outputs"} - {next(iter(set(body) & {
         "grammar", "ebnf", "structured_outputs"}))}
     assert not others & set(body)  # one constraint field, nothing else that constrains
-    assert body["max_tokens"] == (200 + 100 if layout.has_reasoning else 100)
+    # the region's bound (4 characters a token of the 50-token budget), or its minimum length where larger
+    assert body["max_tokens"] == (max(200, least(name, syntax)) + 100 if layout.has_reasoning else 100)
     assert backend.enforcement(constraint) == mode
 
 
@@ -168,7 +152,8 @@ def test_json_modes_carry_only_json_layouts_and_say_so(recorder):
         backend.generate(ft.Request([{"role": "user", "content": "q"}], constraint, GenerateOptions()))
         (body,) = [json.loads(line) for line in path.read_text().splitlines()]
         carried = "response_format" in body
-        assert carried == (syntax == "json" and name != "think_then_answer")
+        # think_then_answer is not one JSON object; thoughts_long's minimum length is not in a JSON Schema
+        assert carried == (syntax == "json" and name not in ("think_then_answer", "thoughts_long"))
         assert backend.enforcement(constraint) == ("json_schema" if carried else None)
 
 

@@ -65,7 +65,8 @@ def test_an_old_store_is_migrated_and_reports_the_same_rows(tmp_path):
 def test_committed_results_stores_are_current_and_open_read_only():
     from pathlib import Path
 
-    stores = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/*.db"))
+    ROOT = Path(__file__).resolve().parents[1]
+    stores = sorted((ROOT / "results").glob("*/*.db"))
     assert stores
     for path in stores:
         store = Store(path, readonly=True)
@@ -87,7 +88,8 @@ def test_committed_stores_keep_their_arm_ids_and_call_hashes():
     from firsttoken.experiments import build_grid
     from firsttoken.experiments._identity import call_hash, grammar_version
 
-    stores = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/*.db"))
+    ROOT = Path(__file__).resolve().parents[1]
+    stores = sorted((ROOT / "results").glob("*/*.db"))
     checked = 0
     for path in stores:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -97,7 +99,10 @@ def test_committed_stores_keep_their_arm_ids_and_call_hashes():
                 config = json.loads(a["config"])
                 demos = config.get("demo_rows") or None
                 budget = [a["budget"]] if a["budget"] is not None else [None]
-                grid = build_grid(a["task"], [a["model"]], [a["layout"]], [a["syntax"]], [bool(a["constrained"])],
+                layout = a["layout"]
+                if config.get("layout_ref"):  # a user's layout (scripts/json_thoughts.py), stored by absolute path
+                    layout = str(ROOT / "scripts" / Path(config["layout_ref"]).name)
+                grid = build_grid(a["task"], [a["model"]], [layout], [a["syntax"]], [bool(a["constrained"])],
                                   budget, demos)
                 assert [g.id for g in grid] == [a["id"]], path
                 assert grid[0].enforced == a["enforced"], path

@@ -4,7 +4,6 @@ the public ``ft.Task``. The support-ticket case of the README, end to end."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Literal
@@ -15,24 +14,7 @@ import firsttoken as ft
 from firsttoken.tasks import read_records
 
 from .fakes import ticket_triage
-from .helpers import cli
-
-TICKETS = [("T-1", "Refund please", "I was charged twice for my plan, please refund.", "billing"),
-           ("T-2", "App crash!", "The app shows an error and crashes on start.", "bug"),
-           ("T-3", "Hello", "Where can I change my avatar?", "other"),
-           ("T-4", "Double charge", "Another charge appeared on my card.", "billing"),
-           ("T-5", "Crash on save", "Saving crashes with an error.", "bug"),
-           ("T-6", "Question", "Do you have a dark mode?", "other")]
-HEADER = ["ticket_id", "Subject", "Ticket Body", "Category (final)"]
-MODEL = ["--model", "scripted:tests.fakes:ticket_triage"]
-
-
-def write_tickets(path: Path, rows=TICKETS, header=HEADER, delimiter=",") -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter=delimiter)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
+from .helpers import HEADER, MODEL, TICKETS, cli, write_tickets
 
 
 def write_labels(path: Path) -> Path:

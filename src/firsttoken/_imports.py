@@ -35,6 +35,12 @@ def import_object(ref: str, what: str, example: str, must_call: bool = True) -> 
     return obj
 
 
+def absolute_ref(ref: str) -> str:
+    """The reference as a run stores it: a file made absolute, so that it is found from anywhere."""
+    module, _, attr = ref.rpartition(":")
+    return f"{Path(module).resolve()}:{attr}" if module.endswith(".py") else ref
+
+
 def _load_module(name: str) -> Any:
     cwd = str(Path.cwd())
     added = cwd not in sys.path

@@ -5,7 +5,8 @@ of the region's closer or masks the logits to what the grammar allows. While the
 layout's reasoning region it watches two things and closes the region itself (the grammar still decides
 everything after):
 
-* the thinking budget is spent (``closed_by="budget"``);
+* the thinking budget is spent (``closed_by="budget"``; a region with a minimum length, ``Region.least``,
+  is closed once the grammar lets it end);
 * the model's own unmasked choice is end-of-turn (``closed_by="end_of_turn"``): without this, the mask
   hides end-of-turn and a model that has finished thinking rambles until the budget runs out.
 
@@ -109,7 +110,7 @@ class Guide:
         if self._closer_ends_region():
             self._forced = list(self._close)
             self.closed_by = why
-        elif self._retries >= _MAX_CLOSE_RETRIES:
+        elif self._retries >= _MAX_CLOSE_RETRIES + self.region.least:  # each step writes >= 1 of the least
             raise ConstraintError(f"the reasoning region cannot be closed with {self.region.close!r}",
                                   hint="the layout's Region.close must be grammatical inside the region")
         else:

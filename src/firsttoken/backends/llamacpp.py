@@ -209,7 +209,11 @@ class LlamaCpp(BackendBase):
     def _max_tokens(constraint: Constraint | None, options: GenerateOptions) -> int:
         if constraint is None:
             return options.max_thinking_tokens + options.max_answer_tokens
-        return options.max_answer_tokens + (options.max_thinking_tokens + _CLOSE_SLACK if constraint.region else 0)
+        region = constraint.region
+        if region is None:
+            return options.max_answer_tokens
+        # a minimum length (Region.least, characters) may outlast the budget; a token is at least one character
+        return options.max_answer_tokens + max(options.max_thinking_tokens, region.least) + _CLOSE_SLACK
 
     def generate(self, request: Request) -> Generation:
         with self._decoding:

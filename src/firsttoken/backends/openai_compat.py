@@ -190,6 +190,8 @@ class OpenAICompatible(BackendBase):
         region = constraint is None or constraint.region is not None
         thinking = self.region_bound(options) if mode in GRAMMAR_MODES and region else \
             options.max_thinking_tokens if region else 0
+        if constraint is not None and constraint.region is not None:  # a minimum length may outlast the budget
+            thinking = max(thinking, constraint.region.least)
         spec = engine_named(self.engine)
         native = (self.thinking_budget or 0) if self.thinking == "on" else 0  # the model's own thinking
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages,

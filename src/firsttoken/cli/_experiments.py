@@ -178,7 +178,8 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
                                        "(local models) or requests in flight (servers)"),
           model_option: list[str] = typer.Option(None, "--model-option", help="NAME=VALUE, repeatable: an option "
                                                  "of the models' backends (as ?NAME=VALUE in a --model spec)"),
-          layouts: str = typer.Option(None, "--layouts", help="comma-separated; default: all five"),
+          layouts: str = typer.Option(None, "--layouts", help="comma-separated names (default: every built-in "
+                                 "layout); your own layout as file.py:Class or module:Class"),
           syntaxes: str = typer.Option("json", "--syntaxes"),
           constrained: str = typer.Option("on", "--constrained", help="on, off, or on,off"),
           budgets: str = typer.Option(None, "--thinking-budgets", help="e.g. 0,64,256; default 512"),

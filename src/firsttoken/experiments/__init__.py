@@ -16,8 +16,8 @@ from ._report import html_page, markdown, plots
 from ._runner import default_store, evaluate, with_options
 from ._simulate import simulate
 from ._store import Store
-from ._summary import arm_label, summarize, versus
+from ._summary import arm_label, paired, summarize, versus
 
 __all__ = ["Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "dspy_program",
            "evaluate", "file_task", "fixed_n", "html_page", "load_demos", "make_config", "markdown", "pair_alpha",
-           "plots", "predict_file", "same_file", "show_arm", "simulate", "summarize", "versus", "with_options"]
+           "paired", "plots", "predict_file", "same_file", "show_arm", "simulate", "summarize", "versus", "with_options"]

@@ -17,6 +17,7 @@ from .._errors import ConfigError
 from .._predictor import Predictor
 from .._signature import Signature
 from ..backends import resolve
+from ..layouts import layout_source, load_layout
 from ._arm import Arm
 from ._store import Store
 from ._summary import summarize
@@ -68,6 +69,11 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
         raise ConfigError(f"the run of task {arm['task']!r} did not store its signature",
                           hint="re-run `firsttoken eval` with this version, or use the Python API")
     stored = json.loads(arm["config"] or "{}")
+    if stored.get("layout_ref"):  # a user's layout: loaded again, and refused where its module has changed
+        load_layout(stored["layout_ref"])
+        if layout_source(arm["layout"]) != stored.get("layout_source"):
+            raise ConfigError(f"layout {stored['layout_ref']} has changed since the run (its module's text "
+                              "differs)", hint="restore it, or run `firsttoken eval` again with it")
     the_arm = Arm(arm["task"], arm["model"], arm["layout"], arm["syntax"], bool(arm["constrained"]), arm["budget"],
                   arm["demos"] or 0, json.dumps(stored.get("demo_rows") or []), arm["enforced"])
     return the_arm.predictor(sig, backend or resolve(arm["model"]))

@@ -19,7 +19,7 @@ from .._predictor import Predictor, layout_signature
 from .._signature import InputField, OutputField, Signature
 from .._spec import ModelSpec
 from ..backends import parse_spec
-from ..layouts import get_layout, layout_names
+from ..layouts import get_layout, layout_names, layout_ref, layout_source, load_layout
 from . import _identity
 
 
@@ -47,13 +47,18 @@ class Arm:
         return get_layout(self.layout, self.syntax).version
 
     @property
+    def layout_source(self) -> str | None:
+        return layout_source(self.layout)
+
+    @property
     def server_grammar(self) -> str | None:
         return _identity.grammar_version(self.enforced if self.constrained else None)
 
     @cached_property
     def id(self) -> str:
         fp = _identity.arm_fingerprint(self.task, self.model, self.layout, self.layout_version, self.syntax,
-                                       self.options, json.loads(self.demo_rows), self.server_grammar)
+                                       self.options, json.loads(self.demo_rows), self.server_grammar,
+                                       self.layout_source)
         return _identity.arm_id(self.task, self.model, self.layout, self.syntax, self.constrained, self.budget,
                                 self.demos, fp)
 
@@ -62,6 +67,8 @@ class Arm:
                   "demo_rows": json.loads(self.demo_rows)}
         if self.server_grammar:
             config["server_grammar"] = self.server_grammar
+        if self.layout_source:  # a user's layout: how to load it again, and the text it was
+            config.update(layout_ref=layout_ref(self.layout), layout_source=self.layout_source)
         fields = {k: v for k, v in asdict(self).items() if k != "demo_rows"}
         return {**fields, "id": self.id, "constrained": int(self.constrained), "config": config}
 
@@ -101,8 +108,9 @@ def arm_enforcement(source: ModelSpec | Backend, layout: str, syntax: str, signa
 def build_grid(task: str, models: Sequence[Model], layouts: Sequence[str] | None, syntaxes: Sequence[str],
                constrained: Sequence[bool], budgets: Sequence[int | None], demos: list[dict] | None = None,
                signature: type | None = None) -> list[Arm]:
-    """Every combination; a layout without a requested syntax uses its own; no duplicate arms."""
-    layouts = list(layouts or layout_names())
+    """Every combination; a layout without a requested syntax uses its own; no duplicate arms. A layout may be
+    named by reference (``file.py:Class``, see ``layouts.load_layout``)."""
+    layouts = [load_layout(name) for name in layouts or layout_names()]
     for name in layouts:
         get_layout(name)  # unknown names fail here, before any model call
     demo_rows = json.dumps(demos or [], default=str)

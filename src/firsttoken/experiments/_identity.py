@@ -1,7 +1,8 @@
 """What makes two arms and two calls the same (rows and task definitions: ``tasks._identity``).
 
 * An **arm** is what changes its replies or their parsing: the model (without options that cannot change a
-  reply, such as ``parallel`` or retries), the layout and its version, the syntax, the constraint, the
+  reply, such as ``parallel`` or retries), the layout and its version (a user's layout: the text of its
+  module too), the syntax, the constraint, the
   thinking budget, the demos (their content) and the sampling options; on a server enforcing our GBNF
   (``gbnf``, ``ebnf``), that grammar's version too (``grammar_version``).
 * A **call** is the model, the messages as sent, the constraint (with that GBNF version) and the options:
@@ -30,12 +31,16 @@ def arm_options(constrained: bool, budget: int | None) -> GenerateOptions:
 
 
 def arm_fingerprint(task: str, model: str, layout: str, layout_version: int, syntax: str,
-                    options: GenerateOptions, demos: list[dict[str, Any]], server_grammar: str | None = None) -> str:
-    """``server_grammar``: the version of the GBNF a server enforces (``server_grammar``), where it does."""
+                    options: GenerateOptions, demos: list[dict[str, Any]], server_grammar: str | None = None,
+                    layout_source: str | None = None) -> str:
+    """``server_grammar``: the version of the GBNF a server enforces (``server_grammar``), where it does;
+    ``layout_source``: a user's layout's module text, digested (``layouts.layout_source``)."""
     parts = {"task": task, "model": model, "layout": layout, "version": layout_version, "syntax": syntax,
              "options": options.model_dump(), "demos": demos}
     if server_grammar:  # absent elsewhere, so that every other arm's fingerprint stays as it was
         parts["server_grammar"] = server_grammar
+    if layout_source:  # as server_grammar
+        parts["layout_source"] = layout_source
     return digest(parts)[:10]
 
 

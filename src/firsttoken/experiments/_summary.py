@@ -145,12 +145,18 @@ def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 
                  and not (k == "syntax" and a["layout"] != b["layout"])]  # each layout has its own syntaxes
     if len(differing) != 1 or a.get("demos", 0) != b.get("demos", 0):
         return None
+    return {"a": a["id"], "b": b["id"], "a_label": arm_label(a), "b_label": arm_label(b), "axis": differing[0],
+            **paired(res_a, res_b, seed)}
+
+
+def paired(res_a: list[dict], res_b: list[dict], seed: int = 0) -> dict[str, Any]:
+    """Accuracy a - b on the rows both answered, whatever else differs between the arms: n, diff, its paired
+    bootstrap interval (ci_low, ci_high), the rows only a or only b got right, and the exact McNemar p."""
     xa, xb = paired_scores(res_a, res_b)
     diff, low, high = _stats.paired_bootstrap(xa, xb, seed=seed)
     a_only = sum(1 for x, y in zip(xa, xb) if x and not y)
     b_only = sum(1 for x, y in zip(xa, xb) if y and not x)
-    return {"a": a["id"], "b": b["id"], "a_label": arm_label(a), "b_label": arm_label(b), "axis": differing[0],
-            "n": len(xa), "diff": diff, "ci_low": low, "ci_high": high, "a_only": a_only, "b_only": b_only,
+    return {"n": len(xa), "diff": diff, "ci_low": low, "ci_high": high, "a_only": a_only, "b_only": b_only,
             "p_value": _stats.mcnemar_exact(a_only, b_only)}
 
 

@@ -25,12 +25,15 @@ class Region:
     ``end``: the text that ends it when the model writes it (for a JSON string: the closing quote).
     ``close``: what a backend appends to end the region early; the grammar must accept it there.
     ``json_string``: the region is the inside of a JSON string, so only an unescaped quote ends it.
+    ``least``: the fewest characters the grammar lets the region hold (an escape counts as one); a backend
+    that closes the region (budget spent, end of turn) writes the closer once the grammar accepts it.
     """
 
     open: str
     end: str
     close: str
     json_string: bool = False
+    least: int = 0
 
     def find_end(self, body: str) -> int | None:
         """Index in ``body`` (text after ``open``) where the region ends, or None while it is open."""

@@ -71,10 +71,10 @@ def not_in(chars: set[str]) -> str:
     return "[^" + "".join(_escape(c, True) for c in sorted(chars)) + "]"
 
 
-def json_string(g: Gbnf, name: str, most: int) -> str:
-    """A JSON string of at most ``most`` characters (an escape counts as one)."""
+def json_string(g: Gbnf, name: str, most: int, least: int = 0) -> str:
+    """A JSON string of ``least`` to ``most`` characters (an escape counts as one)."""
     jchar = g.rule("jchar", _JCHAR)
-    return g.rule(name, f'"\\"" {jchar}{{0,{most}}} "\\""')
+    return g.rule(name, f'"\\"" {jchar}{{{least},{max(most, least)}}} "\\""')
 
 
 def json_value(tp: Any, g: Gbnf, name: str) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 
 from .. import _types
 from .._errors import ConfigError
+from .._imports import absolute_ref
 from .._signature import Signature
 from . import _identity, _metrics
-from ._user_signature import fingerprint, load_signature, stored_ref
+from ._user_signature import fingerprint, load_signature
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Task:
 
         ref = fp = None
         if isinstance(signature, str):
-            ref, signature = stored_ref(signature), load_signature(signature)
+            ref, signature = absolute_ref(signature), load_signature(signature)
             fp = fingerprint(signature)
         elif signature is not None and not (isinstance(signature, type) and issubclass(signature, Signature)):
             signature = Signature.from_dspy(signature)
@@ -88,7 +89,7 @@ class Task:
             raise ConfigError(f"--signature {ref}: task {self.name!r} scores output {self.output!r} of type "
                               f"{_types.type_name(want)}", hint=f"declare {self.output}: {_types.type_name(want)} "
                               "= OutputField(...) among its outputs")
-        return replace(self, signature=sig, signature_ref=stored_ref(ref), signature_fingerprint=fingerprint(sig))
+        return replace(self, signature=sig, signature_ref=absolute_ref(ref), signature_fingerprint=fingerprint(sig))
 
     @classmethod
     def builtin(cls, name: str, data: str | Path | None = None) -> Task:

@@ -8,7 +8,6 @@ Does not handle: a signature whose module changed in ways its declaration does n
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
@@ -34,12 +33,6 @@ def load_signature(ref: str) -> type[Signature]:
 def _is_dspy(obj: Any) -> bool:
     return isinstance(obj, type) and any(c.__module__.split(".")[0] == "dspy" for c in obj.__mro__[1:]) \
         and isinstance(getattr(obj, "output_fields", None), dict)
-
-
-def stored_ref(ref: str) -> str:
-    """The reference as a run stores it: a file made absolute, so ``predict`` finds it from anywhere."""
-    module, _, attr = ref.rpartition(":")
-    return f"{Path(module).resolve()}:{attr}" if module.endswith(".py") else ref
 
 
 def fingerprint(sig: type[Signature]) -> str:
