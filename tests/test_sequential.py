@@ -174,3 +174,24 @@ def test_an_arm_proven_worse_stops_being_run_while_the_others_go_on(tmp_path):
     assert arms["direct"]["stopped_after"] is not None and arms["direct"]["n"] == arms["direct"]["stopped_after"] < 100
     assert arms["thoughts_first"]["n"] == arms["answer_then_explain"]["n"] == 200
     assert arms["thoughts_first"]["stopped_after"] is None
+
+
+@pytest.mark.parametrize("cheap_first", [True, False])
+def test_the_fixed_n_comparison_asks_whether_the_cheaper_arm_is_within_the_margin(cheap_first):
+    """The cheaper arm 1.1 points better with a 1-point margin: a fixed-n design would plan to show it within
+    the margin (a gap of 2.1 points to -1), not to show it better by more than the margin (0.1 points)."""
+    from types import SimpleNamespace
+
+    from firsttoken.experiments._confseq import fixed_n, pair_alpha
+    from firsttoken.experiments._sequential import _block
+
+    cost = {"cheap": 6.0, "dear": 67.0}
+    a, b = ("cheap", "dear") if cheap_first else ("dear", "cheap")
+    diff = 0.011 if cheap_first else -0.011  # a - b: the cheap arm is the better one either way
+    look = {"rows": 1000, "pick": None, "tokens": 0, "stopped": [],
+            "arms": [{"arm": k, "mean_completion_tokens": v} for k, v in cost.items()],
+            "pairs": [{"a": a, "b": b, "n": 1000, "diff": diff, "cs_low": -0.01, "cs_high": 0.03, "sd": 0.2}]}
+    arms = [SimpleNamespace(id=k) for k in cost]
+    block = _block(look, arms, 1000, "rows", 0.01, 0.05, {}, None, None, [])
+    expected = fixed_n(0.011, 0.2, -0.01, pair_alpha(0.05, 2))
+    assert block["fixed_n"] == expected < fixed_n(0.011, 0.2, 0.01, pair_alpha(0.05, 2)) / 10

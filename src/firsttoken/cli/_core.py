@@ -39,6 +39,9 @@ def layouts(as_json: bool = typer.Option(False, "--json", help="print a JSON lis
             out.print(f"  [dim]{syntax}:[/dim]")
             for line in reply.splitlines():
                 out.print(terminal_safe(f"    {line}"), markup=False)
+            region = layout.constraint(sig).region
+            if region is not None and region.least:
+                out.print(f"    [dim](shortened: a reply's reasoning holds at least {region.least} characters)[/dim]")
         out.print()
 
 
