@@ -61,7 +61,7 @@ def render() -> str:
                 if summary["arms"]:
                     out += [markdown(summary).split("\n", 2)[2], _by_difficulty(summary), analysis(db, summary),
                             _plots(summary, model, name), ""]
-                    findings.append(_versus(db, model, name, spec, summary) if "versus" in spec
+                    findings.append(_versus(db, model, name, spec, summary, row_ids) if "versus" in spec
                                     else _finding(model, name, summary))
                     glance.append(_glance_row(model, name, spec, summary, len(row_ids), running))
             finally:
@@ -130,7 +130,7 @@ def _finding(model: str, name: str, summary: dict) -> str:
                 f"{diff * 100:+.1f} points (95% CI {lo * 100:+.1f} to {hi * 100:+.1f}, McNemar p = {p:.2g}, "
                 f"n = {n}), for {extra:+.0f} completion tokens per row.")
         if arm["layout"] == "thoughts_first":
-            line += " " + _plus_one(n, lo, hi)
+            line += " " + _plus_one(n, lo, hi) + _plus_one_anytime(summary.get("sequential"), arm["id"], direct["id"])
         lines.append(line)
     trend = _difficulty_trend(summary)
     if trend:
@@ -178,9 +178,9 @@ def _glance_row(model: str, name: str, spec: dict, summary: dict, planned: int, 
     return f"| {model} | {name} | {rows} | " + " | ".join(cells) + f" | {other} | {pick} | {kind} |"
 
 
-def _versus(db, model: str, name: str, spec: dict, summary: dict) -> str:
-    """Each arm of the slice against the store's 0-shot arm of the ``versus`` layout, on the rows both answered
-    (paired bootstrap and McNemar, whatever else differs), and whether it is shown within 5 points of it."""
+def _versus(db, model: str, name: str, spec: dict, summary: dict, row_ids: set) -> str:
+    """Each arm of the slice against the store's 0-shot arm of the ``versus`` layout, on the slice's rows both
+    answered (paired bootstrap and McNemar, whatever else differs), and whether it is shown within 5 points of it."""
     from firsttoken.experiments import paired
 
     base_layout = spec["versus"]
@@ -189,13 +189,15 @@ def _versus(db, model: str, name: str, spec: dict, summary: dict) -> str:
     lines = [f"- **{model} / {name}**:"]
     if base is None:
         return "\n".join(lines + [f"  - No 0-shot {base_layout} arm in the store to compare with."])
-    rows = {r["row_key"] for a in summary["arms"] for r in db.results(a["id"])}
-    base_res = [r for r in db.results(base["id"]) if r["row_key"] in rows]
-    base_acc = sum(r["outcome"] == "correct" for r in base_res) / max(1, len(base_res))
+    base_res = [r for r in db.results(base["id"]) if r["row_key"] in row_ids]
     for arm in summary["arms"]:
         if arm["id"] == base["id"] or not arm["n"]:
             continue
-        vs = paired(db.results(arm["id"]), base_res)
+        res = [r for r in db.results(arm["id"]) if r["row_key"] in row_ids]
+        vs = paired(res, base_res)
+        answered = {r["row_key"] for r in res}
+        on = [r for r in base_res if r["row_key"] in answered]
+        base_acc = sum(r["outcome"] == "correct" for r in on) / max(1, len(on))
         diff, lo, hi = vs["diff"], vs["ci_low"], vs["ci_high"]
         where = ("shown within 5 points of it" if lo >= -0.05 else "shown more than 5 points below it" if hi < -0.05
                  else "not shown within 5 points of it")
@@ -218,6 +220,22 @@ def _plus_one(n: int, lo: float, hi: float) -> str:
     if lo > 0.01:
         return "The gain here is larger than the founding +1 point."
     return f"A +1-point effect cannot be resolved at this n: the interval is ±{half * 100:.1f} points wide ({need})."
+
+
+def _plus_one_anytime(seq: dict | None, arm: str, direct: str) -> str:
+    """For an --until-decided run, the founding claim against the interval the decision rests on."""
+    pair = next((p for p in (seq or {}).get("pairs", []) if {p["a"], p["b"]} == {arm, direct}), None)
+    if pair is None:
+        return ""
+    lo, hi = (pair["cs_low"], pair["cs_high"]) if pair["a"] == arm else (-pair["cs_high"], -pair["cs_low"])
+    if hi <= 0.01:
+        what = f"a gain above {hi * 100:+.1f} points is ruled out"
+    elif lo > 0:
+        what = "a gain is shown"
+    else:
+        what = "a +1-point gain is neither shown nor ruled out"
+    return (f" The decision's anytime-valid interval for thoughts_first − direct after {pair['n']} rows is "
+            f"{lo * 100:+.1f} to {hi * 100:+.1f} points: {what}.")
 
 
 def _difficulty_trend(summary: dict) -> str:

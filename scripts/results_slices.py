@@ -47,6 +47,26 @@ SLICES: dict[str, dict] = {
                                  "store": "arithmetic-until-decided", "layouts": ["think_then_answer", "work_then_answer"],
                                  "until_decided": {"max_tokens": 120000}, "parallel": 16,
                                  "models": ["qwen2.5-coder-1.5b"]},
+    # Part 2 of the second edition, under a budget of no new model time: the fixed-n slices' inconclusive
+    # decisions rerun with --until-decided (2-point margin) in a copy of their store, so that every row is
+    # answered from the calls already made there; the rows run out before more model time would be spent.
+    "products-until-decided": {"what": "products, all 194, rows drawn until decided: direct vs answer_then_explain "
+                                       "vs thoughts_first (run in a copy of the products store: no new calls)",
+                               "task": "products", "data": f"{DATA}/products/products.json",
+                               "store": "products-until-decided", "until_decided": {},
+                               "layouts": ["direct", "answer_then_explain", "thoughts_first"],
+                               "models": ["qwen2.5-coder-1.5b"]},
+    "banking77-until-decided": {"what": "Banking77, the 100 rows drawn with seed 0, until decided: direct vs "
+                                        "answer_then_explain vs thoughts_first (in a copy of the Banking77 store: "
+                                        "no new calls)", "task": "banking77", "data": f"{DATA}/banking77",
+                                "store": "banking77-until-decided", "sample": 100, "seed": 0, "until_decided": {},
+                                "layouts": ["direct", "answer_then_explain", "thoughts_first"],
+                                "models": ["qwen2.5-coder-1.5b"]},
+    "gsm8k-until-decided": {"what": "GSM8K, first 200, until decided: the two best thinking layouts and direct (in "
+                                    "a copy of the GSM8K store: no new calls)", **GSM8K, "limit": 200,
+                            "store": "gsm8k-until-decided", "until_decided": {}, "parallel": 16,
+                            "layouts": ["direct", "think_then_answer", "work_then_answer"],
+                            "models": ["qwen2.5-coder-1.5b"]},
     "sst2-pilot": {"what": "SST-2 test, 100 rows drawn with seed 0, direct only: accurate enough (>= 85%) for "
                            "the +1-point claim?", "task": "sst2", "data": f"{DATA}/sst2", "store": "sst2",
                    "sample": 100, "seed": 0, "layouts": ["direct"], "models": ["qwen2.5-coder-1.5b"]},
@@ -65,10 +85,25 @@ SLICES: dict[str, dict] = {
                             "limit": 50, "layouts": ["work_then_answer", "think_then_answer", "thoughts_first",
                                                      *CANDIDATES], "parallel": 16, "versus": "work_then_answer",
                             "models": ["qwen2.5-coder-1.5b"]},
-    "gsm8k-worked-demos": {"what": "GSM8K, first 50: thoughts_first with three worked demos (every calculation "
+    "gsm8k-worked-demos": {"what": "GSM8K, first 200: thoughts_first with three worked demos (every calculation "
                                    "written out in the thoughts field) against work_then_answer (0-shot)", **GSM8K,
-                           "limit": 50, "layouts": ["thoughts_first"], "demos": WORKED_DEMOS, "parallel": 16,
+                           "limit": 200, "layouts": ["thoughts_first"], "demos": WORKED_DEMOS, "parallel": 16,
                            "versus": "work_then_answer", "models": ["qwen2.5-coder-1.5b"]},
+    # The two JSON fields that came within 5 points on the first 50 (thoughts_long, worked demos), measured on
+    # 200 rows against the free-text layouts; the candidates that failed by more stopped at 50.
+    "gsm8k-200": {"what": "GSM8K, first 200: thoughts_long against the free-text thinking layouts, thoughts_first "
+                          "and direct", **GSM8K, "limit": 200,
+                  "layouts": ["work_then_answer", "thoughts_long", "think_then_answer", "thoughts_first", "direct"],
+                  "parallel": 16, "versus": "work_then_answer", "models": ["qwen2.5-coder-1.5b"]},
+    "arithmetic-json-thoughts": {"what": "generated arithmetic (the arithmetic slice's 90 rows): thoughts_long against "
+                                         "work_then_answer", "task": "arithmetic:1-6:15", "store": "arithmetic",
+                                 "layouts": ["thoughts_long"], "parallel": 16, "versus": "work_then_answer",
+                                 "models": ["qwen2.5-coder-1.5b"]},
+    "arithmetic-worked-demos": {"what": "generated arithmetic (the arithmetic slice's 90 rows): thoughts_first with "
+                                        "the three worked GSM8K demos against work_then_answer (0-shot)",
+                                "task": "arithmetic:1-6:15", "store": "arithmetic", "layouts": ["thoughts_first"],
+                                "demos": WORKED_DEMOS, "parallel": 16, "versus": "work_then_answer",
+                                "models": ["qwen2.5-coder-1.5b"]},
 }
 
 

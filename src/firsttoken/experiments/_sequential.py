@@ -142,10 +142,11 @@ def _block(look: dict, arms: list[Any], used: int, why: str, margin: float, alph
                   "every arm still running; the arms it was compared with are either proven worse by more than "
                   "the margin or no more than the margin better")
     else:
-        limit = {"rows": f"the rows ran out ({used})" if max_rows is None or used < max_rows else f"--max-rows {max_rows}",
-                 "tokens": f"--max-tokens {max_tokens}"}[why]
+        limit = {"rows": f"the rows ran out ({used})" if max_rows is None or used < max_rows
+                 else f"--max-rows {max_rows} was reached",
+                 "tokens": f"--max-tokens {max_tokens} was reached"}[why]
         status = "inconclusive"
-        reason = f"inconclusive after {used} rows: {limit} reached before the intervals decided"
+        reason = f"inconclusive after {used} rows: {limit} before the intervals decided"
     return {"kind": "anytime-valid confidence sequences (empirical Bernstein, Waudby-Smith & Ramdas 2023)",
             "alpha": alpha, "pair_alpha": a_pair, "margin": margin, "rows": used, "status": status,
             "arm": arms[pick].id if pick is not None else None, "reason": reason, "arms": look["arms"],
