@@ -78,6 +78,11 @@ SLICES: dict[str, dict] = {
                               "only: accurate enough (>= 85%) for the +1-point claim?", "task": "airline",
                       "data": f"{DATA}/airline", "store": "airline", "sample": 100, "seed": 0,
                       "layouts": ["direct"], "models": ["qwen2.5-coder-1.5b"]},
+    "airline-thoughts": {"what": "Airline sentiment test (80/20), the founding claim: thoughts_first vs direct until "
+                                 "decided with a 1-point margin, the whole split (2,277 rows) the limit; balanced "
+                                 "accuracy in its table", "task": "airline", "data": f"{DATA}/airline",
+                         "store": "airline-until-decided", "layouts": ["direct", "thoughts_first"],
+                         "until_decided": {"margin": 1}, "models": ["qwen2.5-coder-1.5b"]},
     # A JSON reasoning field that works: candidates against the best free-text layouts, on the rows above.
     "gsm8k-json-thoughts": {"what": "GSM8K, first 50: JSON reasoning fields made to hold the working (the "
                                     "candidates of scripts/json_thoughts.py, and thoughts_long, which earned a "
