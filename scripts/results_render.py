@@ -195,8 +195,8 @@ def _versus(db, model: str, name: str, spec: dict, summary: dict, row_ids: set) 
             continue
         res = [r for r in db.results(arm["id"]) if r["row_key"] in row_ids]
         vs = paired(res, base_res)
-        answered = {r["row_key"] for r in res}
-        on = [r for r in base_res if r["row_key"] in answered]
+        answered = {r["row_key"] for r in res if r["outcome"] != "backend_error"}  # the rows paired() compares
+        on = [r for r in base_res if r["row_key"] in answered and r["outcome"] != "backend_error"]
         base_acc = sum(r["outcome"] == "correct" for r in on) / max(1, len(on))
         diff, lo, hi = vs["diff"], vs["ci_low"], vs["ci_high"]
         where = ("shown within 5 points of it" if lo >= -0.05 else "shown more than 5 points below it" if hi < -0.05
