@@ -60,6 +60,47 @@ def test_a_users_layout_from_the_command_line_is_measured_applied_and_refused_on
     assert ids[0] == arms[0]["id"] and ids[1] != arms[1]["id"]  # direct is reused, the edited layout is not
 
 
+SIGNATURE = '''
+from firsttoken import InputField, OutputField, Signature
+
+
+class Ticket(Signature):
+    """Sort the support ticket."""
+
+    body: str = InputField()
+    category: str = OutputField(desc="One of: billing, bug, other")
+'''
+
+
+def test_a_run_whose_checkout_moved_finds_its_layout_and_signature_files_again(tmp_path):
+    old = tmp_path / "old" / "checkout"
+    (old / "mine").mkdir(parents=True)
+    (old / "mine" / "my_layouts.py").write_text(NOTES)
+    (old / "mine" / "sig.py").write_text(SIGNATURE)
+    data = write_tickets(old / "tickets.csv")
+    res = cli("eval", "--data", str(data), "--signature", "mine/sig.py:Ticket", "--input", "body=Ticket Body",
+              "--output", "category=Category (final)", "--id", "ticket_id", *MODEL, "--layouts",
+              "mine/my_layouts.py:Notes", "--quiet", "--store", "run.db", cwd=old)
+    assert res.returncode == 0, res.stderr
+    new = tmp_path / "elsewhere" / "clone"
+    new.parent.mkdir()
+    old.rename(new)  # the stored references name files under old/, which is gone
+    rows = write_tickets(new / "new.csv", [("N-1", "Crash", "it crashes with an error", "")])
+    res = cli("predict", "--run", "run.db", "--data", str(rows), "--out", "p.jsonl", cwd=new)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((new / "p.jsonl").read_text())["outputs"]["category"] == "bug"
+    shown = cli("show", "--run", "run.db", cwd=new)
+    assert shown.returncode == 0 and "NOTES, short ones" in shown.stdout, shown.stderr
+    # found again by path, still checked by content: an edited file there is refused
+    (new / "mine" / "my_layouts.py").write_text(NOTES.replace("short ones", "very short ones"))
+    res = cli("show", "--run", "run.db", cwd=new)
+    assert res.returncode == 1 and "has changed since the run" in res.stderr, res.stderr
+    # run from somewhere the files are not: the stored path, not found, in one line
+    res = cli("show", "--run", str(new / "run.db"), cwd=tmp_path)
+    assert res.returncode == 1 and "file not found" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
 def test_bad_layout_references_are_one_line(tmp_path):
     (tmp_path / "bad.py").write_text(NOTES + "\n\nclass Direct(Notes):\n    name = 'direct'\n\nNOT_A_CLASS = 3\n")
     base = ["eval", "--task", "arithmetic:1-1:1", "--model", "scripted:tests.fakes:garbage", "--quiet", "--layouts"]

@@ -41,6 +41,23 @@ def absolute_ref(ref: str) -> str:
     return f"{Path(module).resolve()}:{attr}" if module.endswith(".py") else ref
 
 
+def stored_ref(ref: str) -> str:
+    """A reference a run stored, found again where the checkout has moved: an absolute file path that no
+    longer exists is looked for by its trailing parts under the working directory (longest first), e.g.
+    ``/old/place/scripts/x.py:C`` as ``scripts/x.py:C``. Only for reloading a stored run, whose digest or
+    fingerprint check then refuses a different file; unchanged where nothing matches."""
+    module, _, attr = ref.rpartition(":")
+    path = Path(module)
+    if not module.endswith(".py") or not path.is_absolute() or path.is_file():
+        return ref
+    parts = path.parts[1:]
+    for i in range(len(parts)):
+        candidate = Path.cwd().joinpath(*parts[i:])
+        if candidate.is_file():
+            return f"{candidate}:{attr}"
+    return ref
+
+
 def _load_module(name: str) -> Any:
     cwd = str(Path.cwd())
     added = cwd not in sys.path

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._backend import BackendBase, Generation, Request
 from .._errors import ConfigError
+from .._imports import stored_ref
 from .._predictor import Predictor
 from .._signature import Signature
 from ..backends import resolve
@@ -59,7 +60,7 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
     config = json.loads(run["config"]) if run else {}
     spec = config.get("signature")
     if config.get("signature_ref"):  # --signature: the user's class, loaded again and checked
-        sig = rebuild_signature(config["signature_ref"], config["signature_fingerprint"])
+        sig = rebuild_signature(stored_ref(config["signature_ref"]), config["signature_fingerprint"])
         out = config.get("output")
         if out in sig.output_fields and sig.output_fields[out].annotation is str and config.get("labels"):
             sig = sig.with_labels(out, config["labels"], config.get("label_descriptions"))  # as eval made it
@@ -70,7 +71,7 @@ def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:
                           hint="re-run `firsttoken eval` with this version, or use the Python API")
     stored = json.loads(arm["config"] or "{}")
     if stored.get("layout_ref"):  # a user's layout: loaded again, and refused where its module has changed
-        load_layout(stored["layout_ref"])
+        load_layout(stored_ref(stored["layout_ref"]))
         if layout_source(arm["layout"]) != stored.get("layout_source"):
             raise ConfigError(f"layout {stored['layout_ref']} has changed since the run (its module's text "
                               "differs)", hint="restore it, or run `firsttoken eval` again with it")
