@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from firsttoken.experiments import fixed_n, pair_alpha, simulate  # noqa: E402
+from firsttoken.experiments import pair_alpha, pair_fixed_n, simulate  # noqa: E402
 
 SCENARIOS = {
     "equal arms": ([0.6, 0.6], [100, 10]),
@@ -47,8 +47,7 @@ def planned(acc: list[float], cost: list[float], margin: float, alpha: float, rh
         both = rho ** 2 * min(p, q) + (1 - rho ** 2) * p * q
         diff = p - q
         sd = math.sqrt(max(p + q - 2 * both - diff ** 2, 0.0))
-        target = -margin if cost[i] <= cost[j] else margin
-        needs.append(fixed_n(diff, sd, target, pair_alpha(alpha, len(acc))))
+        needs.append(pair_fixed_n(diff, sd, cost[i], cost[j], margin, pair_alpha(alpha, len(acc))))
     return None if any(v is None for v in needs) else max(needs)
 
 

@@ -230,8 +230,10 @@ def _plus_one_anytime(seq: dict | None, arm: str, direct: str) -> str:
     lo, hi = (pair["cs_low"], pair["cs_high"]) if pair["a"] == arm else (-pair["cs_high"], -pair["cs_low"])
     if hi <= 0.01:
         what = f"a gain above {hi * 100:+.1f} points is ruled out"
+    elif lo > 0.01:
+        what = f"a gain above +1 point is shown (at least {lo * 100:+.1f})"
     elif lo > 0:
-        what = "a gain is shown"
+        what = "a gain is shown, but not that it reaches +1 point"
     else:
         what = "a +1-point gain is neither shown nor ruled out"
     return (f" The decision's anytime-valid interval for thoughts_first − direct after {pair['n']} rows is "

@@ -8,7 +8,7 @@ from ..tasks import Row, Task, file_task
 from ._apply import show_arm
 from ._arm import Arm, build_grid
 from ._config import EvalConfig, make_config
-from ._confseq import fixed_n, pair_alpha
+from ._confseq import fixed_n, pair_alpha, pair_fixed_n
 from ._demos import load_demos
 from ._export import dspy_program
 from ._predict import predict_file, same_file
@@ -20,4 +20,5 @@ from ._summary import arm_label, paired, summarize, versus
 
 __all__ = ["Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "dspy_program",
            "evaluate", "file_task", "fixed_n", "html_page", "load_demos", "make_config", "markdown", "pair_alpha",
-           "paired", "plots", "predict_file", "same_file", "show_arm", "simulate", "summarize", "versus", "with_options"]
+           "pair_fixed_n", "paired", "plots", "predict_file", "same_file", "show_arm", "simulate", "summarize",
+           "versus", "with_options"]

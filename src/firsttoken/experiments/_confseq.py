@@ -131,3 +131,10 @@ def fixed_n(diff: float, sd: float, gap_to: float, alpha: float, power: float = 
         return None
     n = ((_z(1 - alpha / 2) + _z(power)) * sd / gap) ** 2
     return math.ceil(n) if n < 1e7 else None
+
+
+def pair_fixed_n(diff: float, sd: float, cost_a: float, cost_b: float, margin: float, alpha: float) -> int | None:
+    """``fixed_n`` for what a pair of an --until-decided run settles: whether its cheaper arm is within the
+    margin of the dearer one (``diff`` = a - b above -margin when a is the cheaper), or the dearer better by
+    more than the margin."""
+    return fixed_n(diff, sd, -margin if cost_a <= cost_b else margin, alpha)

@@ -131,10 +131,7 @@ def _block(look: dict, arms: list[Any], used: int, why: str, margin: float, alph
     fixed = []
     cost = {a["arm"]: a["mean_completion_tokens"] for a in look["arms"]}
     for p in look["pairs"]:  # what a fixed-n design, knowing this difference in advance, would have planned
-        # the question a pair settles is whether its cheaper arm is within the margin of the dearer one
-        # (a - b above -margin when a is the cheaper), or the dearer one better by more than the margin
-        target = -margin if cost[p["a"]] <= cost[p["b"]] else margin
-        fixed.append(_confseq.fixed_n(p["diff"], p["sd"], target, a_pair))
+        fixed.append(_confseq.pair_fixed_n(p["diff"], p["sd"], cost[p["a"]], cost[p["b"]], margin, a_pair))
     pick = look["pick"]
     if why == "decided":
         status = "recommended"
