@@ -17,19 +17,27 @@ argmax of the guided logits, as llama-cpp-python does at temperature 0; sampled 
 generator seeded with the row's ``seed`` (so a sampled row is reproducible here, but not equal to the
 one-at-a-time sampler's draw). A row whose constraint dead-ends fails alone.
 
-KV cache: by default one stream per sequence (``kv_unified`` off): in a unified cache every token attends
-over every row's cells, and on CPU that made 8 or 16 rows of 512 tokens slower than one row (bench/
-eval_throughput.py measures both). A row's prompt plus its token limit must fit its stream (else
-ContextOverflowError for that row); with a unified cache, cells are reserved at admission instead.
-Does not handle: logits from several steps in flight at once, or GPU-specific settings.
+Every budget from one trace: jobs of one family (``Job.family``: an experiment's budget arms of one row, the
+same prompt and options but ``max_thinking_tokens``) are decoded once, as the member with the largest budget.
+Where a guide with a smaller budget would start closing the region (token b, or later after a JSON escape or
+before a minimum length), that member forks: its guide is the trace's copied with its budget, it takes the
+closer's first token from the same logits, and it waits for a slot, where it starts from a copy of the
+trace's cells cut back to the fork (``Streams``). A finished sequence that forks still copy from is handed to
+the one that forked last. A member whose budget the trace never spends (the model closed the region first)
+ends with the trace's reply, or cut where its own, smaller token limit falls. Decisions, sampling (the rng
+is copied at the fork) and cells are those of a run with that budget alone, so under ``batch_invariant``
+the replies are equal (tests/test_budget_traces.py).
+
+A row's prompt plus its token limit must fit its stream (else ContextOverflowError for that row); with a
+unified cache, cells are reserved at admission instead.
 """
 
 from __future__ import annotations
 
-import ctypes
+import copy
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +45,7 @@ import numpy as np
 from .._backend import Generation
 from .._errors import BackendError, ContextOverflowError, FirstTokenError
 from .._options import GenerateOptions
+from ._streams import Streams
 
 
 @dataclass
@@ -51,6 +60,11 @@ class Job:
     ignore_eos: bool = False  # run to max_tokens (benchmarks of the decode rate)
     group: Any = None  # jobs of one group share a prompt prefix (e.g. an arm's system prompt and demos)
     shared: int | None = None  # at most this many prompt tokens may be the group's shared prefix
+    family: Any = None  # jobs of one family differ only in their reasoning budget: one trace decodes them all
+
+    @property
+    def budget(self) -> int:
+        return self.options.max_thinking_tokens
 
 
 @dataclass
@@ -64,160 +78,82 @@ class _Seq:
     ids: list[int] = field(default_factory=list)  # prompt + generated, as the Guide sees them
     generated: list[int] = field(default_factory=list)
     rng: np.random.Generator | None = None
+    guide: Any = None  # the job's Guide, or for a fork the trace's, copied with the fork's budget
+    followers: list[int] = field(default_factory=list)  # a trace: its family's other jobs not yet forked or ended
+    waited: dict[int, int] = field(default_factory=dict)  # follower -> steps it has waited to close (an escape)
+    source: _Seq | None = None  # a fork waiting for a slot: the sequence whose cells it copies (up to ``pos``)
 
 
-class BatchDecoder:
-    def __init__(self, llm: Any, parallel: int, n_ctx: int, n_threads: int, n_batch: int = 2048,
-                 unified: bool = False):
-        import llama_cpp
-
-        self.L, self.llm, self.parallel = llama_cpp, llm, parallel
-        params = llama_cpp.llama_context_params()
-        ctypes.pointer(params)[0] = llm.context_params  # the model's own settings (flash attention off, ...)
-        params.n_ctx = n_ctx
-        params.n_batch = n_batch  # the model's own n_ubatch: the same kernels as one-at-a-time decoding
-        params.n_seq_max = parallel + 1
-        params.kv_unified = unified
-        params.n_threads = params.n_threads_batch = n_threads
-        params.no_perf = True
-        self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
-        if not self.ctx:
-            raise BackendError(f"llama.cpp could not make a context for {parallel} sequences of {n_ctx} cells",
-                               hint="lower parallel=, or free memory")
-        self.n_ctx, self.n_batch, self.unified = n_ctx, n_batch, unified
-        # cells a row may use: the whole (shared) cache, or its own stream of n_ctx / n_seq_max cells
-        self.per_row = n_ctx if unified else n_ctx // (parallel + 1)
-        self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.vocab = llm._model.vocab
-        self.n_vocab = llm.n_vocab()
-        self.batch = llama_cpp.llama_batch_init(n_batch, 0, parallel + 1)
-        self.prefix_seq = parallel
-        self.prefix: list[int] = []  # tokens held by the prefix sequence
-        # for bench/eval_throughput.py: decode steps, rows stepped, seconds in llama_decode (all of it, and that
-        # of prompt tokens: prefixes and each row's own), seconds filling grammar masks
-        self.stats = {"steps": 0, "tokens": 0, "decode_s": 0.0, "prompt_s": 0.0, "guide_s": 0.0}
-
-    def close(self) -> None:
-        if self.ctx:
-            self.L.llama_batch_free(self.batch)
-            self.L.llama_free(self.ctx)
-            self.ctx = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    # --- the shared prefix ------------------------------------------------------------------------
-    def _set_prefix(self, tokens: list[int]) -> None:
-        """Hold ``tokens`` in the prefix sequence (reusing what it already holds)."""
-        keep = 0
-        while keep < min(len(tokens), len(self.prefix)) and tokens[keep] == self.prefix[keep]:
-            keep += 1
-        self.L.llama_memory_seq_rm(self.memory, self.prefix_seq, keep, -1)
-        for start in range(keep, len(tokens), self.n_batch):
-            chunk = tokens[start: start + self.n_batch]
-            self._fill([(t, start + i, self.prefix_seq, False) for i, t in enumerate(chunk)])
-            self._decode(prompt=True)
-        self.prefix = list(tokens)
-
-    # --- low level --------------------------------------------------------------------------------
-    def _fill(self, entries: list[tuple[int, int, int, bool]]) -> None:
-        b = self.batch
-        for i, (token, pos, seq, logits) in enumerate(entries):
-            b.token[i] = token
-            b.pos[i] = pos
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seq
-            b.logits[i] = logits
-        b.n_tokens = len(entries)
-
-    def _decode(self, prompt: bool = False) -> None:
-        start = time.perf_counter()
-        code = self.L.llama_decode(self.ctx, self.batch)
-        seconds = time.perf_counter() - start
-        self.stats["decode_s"] += seconds
-        if prompt:
-            self.stats["prompt_s"] += seconds
-        if code != 0:
-            raise BackendError(f"llama_decode failed with code {code}", hint="lower parallel=, or the prompts' length")
-
-    def _logits(self, i: int) -> np.ndarray:
-        ptr = self.L.llama_get_logits_ith(self.ctx, i)
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
-
+class BatchDecoder(Streams):
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, jobs: list[Job]) -> Iterator[tuple[int, Generation | FirstTokenError]]:
-        """Decode every job, up to ``parallel`` at once; yield (index, Generation or error) as each ends."""
+        """Decode every job, up to ``parallel`` at once; yield (index, Generation or error) as each ends.
+
+        Jobs of one family (``Job.family``: the same prompt and options but the reasoning budget) are decoded
+        as one trace, the job with the largest budget; each other member (a follower) forks from the trace at
+        the step where a guide with its budget starts closing the region (``Guide.due`` / ``Guide.fork``), and
+        one the trace never reaches (the model closed the region first) ends with the trace's own reply."""
         if not jobs:
             return
-        first: dict[Any, int] = {}  # group -> its first job, so groups are taken in order, each as a whole
+        self._jobs, self._done, self._waiting = jobs, [], []
+        fits = []
         for i, j in enumerate(jobs):
-            first.setdefault(j.group, i)
+            if len(j.prompt) + j.max_tokens > self.per_row:
+                yield i, self._overflow(j)
+            else:
+                fits.append(i)
+        traces = _traces(jobs, fits)  # trace -> its followers
+        first: dict[Any, int] = {}  # group -> its first job, so groups are taken in order, each as a whole
+        for i in traces:
+            first.setdefault(jobs[i].group, i)
         prefixes: dict[Any, list[int]] = {}
         for g in first:
-            prompts = [j.prompt for j in jobs if j.group == g]
-            most = min(len(j.prompt) if j.shared is None else j.shared for j in jobs if j.group == g)
+            members = [jobs[i] for i in traces if jobs[i].group == g]
+            most = min(len(j.prompt) if j.shared is None else j.shared for j in members)
+            prompts = [j.prompt for j in members]
             prefixes[g] = common_prefix(prompts)[: max(0, min(most, min(map(len, prompts)) - 1))]  # >= 1 own token
+        queue = []
+        for i in traces:
+            if len(jobs[i].prompt) - len(prefixes[jobs[i].group]) > self.n_batch:
+                for k in (i, *traces[i]):
+                    yield k, self._overflow(jobs[k])
+            else:
+                queue.append(i)
         # pooled cells (unified cache only): live rows may still hold any group's prefix
         capacity = self.n_ctx - sum(map(len, prefixes.values())) if self.unified else None
         # Groups whose rows may run longest first (their token limit: a reasoning arm's is its budget plus the
         # answer's), so that the batch's tail, where slots empty, is filled with the shortest rows.
         longest: dict[Any, int] = {}
-        for j in jobs:
-            longest[j.group] = max(longest.get(j.group, 0), j.max_tokens)
-        queue = sorted(range(len(jobs)), key=lambda i: (-longest[jobs[i].group], first[jobs[i].group], i))
-        for i in list(queue):
-            need = len(jobs[i].prompt) + jobs[i].max_tokens
-            if need > self.per_row or len(jobs[i].prompt) - len(prefixes[jobs[i].group]) > self.n_batch:
-                queue.remove(i)
-                yield i, ContextOverflowError(
-                    f"the prompt ({len(jobs[i].prompt)} tokens) and the token limit ({jobs[i].max_tokens}) need "
-                    f"more than the {self.per_row} cells a row has", hint="shorten the prompt, lower the token "
-                                                                          "limits, or raise n_ctx")
+        for i in queue:
+            longest[jobs[i].group] = max(longest.get(jobs[i].group, 0), jobs[i].max_tokens)
+        queue.sort(key=lambda i: (-longest[jobs[i].group], first[jobs[i].group], i))
         if not queue:
             return
         free = list(range(self.parallel))
         live: dict[int, _Seq] = {}
-        reserved = 0
-        while queue or live:
-            # Admit waiting rows into free slots. A new row's own prompt tokens are decoded in a call of their
-            # own: mixed into the step, llama.cpp's equal split over sequences (one KV stream each) would
-            # evaluate them one token per ubatch.
-            while queue and free:
-                job = jobs[queue[0]]
-                prefix = prefixes[job.group]
-                need = len(job.prompt) - len(prefix) + job.max_tokens
-                if capacity is not None and reserved + need > capacity:
+        self._reserved = 0
+        while queue or live or self._waiting:
+            # Fill free slots: waiting forks first (each is short, and frees the trace's cells it keeps held),
+            # then waiting rows. A new row's own prompt tokens are decoded in a call of their own: mixed into the
+            # step, llama.cpp's equal split over sequences (one KV stream each) would evaluate them one token
+            # per ubatch.
+            while free:
+                if self._waiting and self._fits(capacity, self._waiting[0].reserved):
+                    self._admit_fork(self._waiting.pop(0), live, free)
+                    continue
+                if not queue or not self._fits(capacity, len(jobs[queue[0]].prompt) - len(
+                        prefixes[jobs[queue[0]].group]) + jobs[queue[0]].max_tokens):
                     break
                 i = queue.pop(0)
-                slot = min(free)  # the live slots stay contiguous (see the step below)
-                free.remove(slot)
-                if prefix != self.prefix:  # the next group's rows: its prefix, evaluated once for them all
-                    self._set_prefix(prefix)
-                self.L.llama_memory_seq_rm(self.memory, slot, -1, -1)
-                if prefix:  # the whole prefix sequence (a separate KV stream can only be copied whole)
-                    self.L.llama_memory_seq_cp(self.memory, self.prefix_seq, slot, -1, -1)
-                seq = _Seq(i, job, slot, len(prefix), need, time.perf_counter(), list(job.prompt))
-                if job.options.temperature > 0:
-                    seq.rng = np.random.default_rng(job.options.seed)
-                own = job.prompt[len(prefix):]
-                self._fill([(t, seq.pos + k, slot, k == len(own) - 1) for k, t in enumerate(own)])
-                self._decode(prompt=True)
-                seq.pos += len(own)
-                reserved += need
-                outcome = self._step(seq, self._logits(len(own) - 1))
-                if outcome is None:
-                    live[slot] = seq
-                else:  # ended on its first token
-                    self.L.llama_memory_seq_rm(self.memory, slot, -1, -1)
-                    free.append(slot)
-                    reserved -= need
+                seq, first_logits = self._admit(i, traces[i], prefixes[jobs[i].group], live, free)
+                outcome = self._step(seq, first_logits)
+                if outcome is not None:  # ended on its first token
+                    self._release(seq, live, free)
                     yield i, outcome
+                yield from self._drain()
             self._compact(live, free)
             if not live:
-                if queue:  # only a unified cache can refuse a row whose need was checked above
+                if queue or self._waiting:  # only a unified cache can refuse a row whose need was checked above
                     raise BackendError("the batch could not admit a row", hint="this is a bug; please report it")
                 continue
             # One step: the last token of every live row, one llama_decode. In slot order: with one KV stream
@@ -232,19 +168,80 @@ class BatchDecoder:
                 seq.pos += 1
                 outcome = self._step(seq, self._logits(at))
                 if outcome is not None:
-                    del live[seq.slot]
-                    self.L.llama_memory_seq_rm(self.memory, seq.slot, -1, -1)
-                    free.append(seq.slot)
-                    reserved -= seq.reserved
+                    self._release(seq, live, free)
                     yield seq.index, outcome
+                yield from self._drain()
+
+    def _fits(self, capacity: int | None, need: int) -> bool:
+        return capacity is None or self._reserved + need <= capacity
+
+    def _admit(self, i: int, followers: list[int], prefix: list[int], live: dict[int, _Seq],
+               free: list[int]) -> tuple[_Seq, np.ndarray]:
+        """Start job ``i`` in the lowest free slot (the live slots stay contiguous, see the step): its group's
+        prefix copied in, its own prompt tokens decoded; returns the sequence and its first logits."""
+        job = self._jobs[i]
+        slot = min(free)
+        free.remove(slot)
+        if prefix != self.prefix:  # the next group's rows: its prefix, evaluated once for them all
+            self._set_prefix(prefix)
+        self._clear(slot)
+        if prefix:  # the whole prefix sequence (a separate KV stream can only be copied whole)
+            self._copy(self.prefix_seq, slot)
+        need = len(job.prompt) - len(prefix) + job.max_tokens
+        seq = _Seq(i, job, slot, len(prefix), need, time.perf_counter(), list(job.prompt), guide=job.guide,
+                   followers=sorted(followers, key=lambda k: (self._jobs[k].budget, k)))
+        if job.options.temperature > 0:
+            seq.rng = np.random.default_rng(job.options.seed)
+        own = job.prompt[len(prefix):]
+        self._fill([(t, seq.pos + k, slot, k == len(own) - 1) for k, t in enumerate(own)])
+        self._decode(prompt=True)
+        seq.pos += len(own)
+        self._reserved += need
+        live[slot] = seq
+        return seq, self._logits(len(own) - 1)
+
+    def _admit_fork(self, fork: _Seq, live: dict[int, _Seq], free: list[int]) -> None:
+        """A waiting fork into the lowest free slot: its trace's cells copied, and cut back to the fork."""
+        fork.slot = slot = min(free)
+        free.remove(slot)
+        self._clear(slot)
+        self._copy(fork.source.slot, slot)
+        self._trim(slot, fork.pos)
+        fork.source = None
+        live[slot] = fork
+        self._reserved += fork.reserved
+
+    def _drain(self) -> Iterator[tuple[int, Generation | FirstTokenError]]:
+        """The outcomes of followers ended during the last step (cut, errors, or the trace's own reply)."""
+        done, self._done = self._done, []
+        yield from done
+
+    def _release(self, seq: _Seq, live: dict[int, _Seq], free: list[int]) -> None:
+        """A sequence has ended: its slot is freed, or, where waiting forks copy its cells, handed to the one
+        that forked last (its cells cut back to the fork), which the others then copy from."""
+        sourced = [w for w in self._waiting if w.source is seq]
+        self._reserved -= seq.reserved
+        if not sourced:
+            del live[seq.slot]
+            self._clear(seq.slot)
+            free.append(seq.slot)
+            return
+        heir = max(sourced, key=lambda w: w.pos)
+        self._waiting.remove(heir)
+        self._trim(seq.slot, heir.pos)
+        heir.slot, heir.source = seq.slot, None
+        live[seq.slot] = heir
+        self._reserved += heir.reserved
+        for w in sourced:
+            w.source = heir if w is not heir else None  # positions below heir.pos: the same cells
 
     def _compact(self, live: dict[int, _Seq], free: list[int]) -> None:
         """Move rows from the highest slots into free lower ones (a whole-stream copy each), so the live slots
         are 0..k-1 and the step stays one ubatch while the last rows finish."""
         while free and live and min(free) < max(live):
             src, dst = max(live), min(free)
-            self.L.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
-            self.L.llama_memory_seq_rm(self.memory, src, -1, -1)
+            self._copy(src, dst)
+            self._clear(src)
             seq = live.pop(src)
             seq.slot = dst
             live[dst] = seq
@@ -252,16 +249,26 @@ class BatchDecoder:
             free.append(src)
 
     def _step(self, seq: _Seq, logits: np.ndarray) -> Generation | FirstTokenError | None:
-        """Choose the sequence's next token; its Generation (or error) when it ends, else None."""
-        job = seq.job
+        """Choose the sequence's next token; its Generation (or error) when it ends, else None. A trace first
+        forks the followers whose budget closes the region here."""
         try:
-            if job.guide is not None:
+            if seq.guide is not None:
                 start = time.perf_counter()
-                logits = job.guide(seq.ids, logits)
+                seq.guide.catch_up(seq.ids)
+                if seq.followers:
+                    self._fork(seq, logits)
+                logits = seq.guide.next_scores(logits)
                 self.stats["guide_s"] += time.perf_counter() - start
             token = self._choose(seq, logits)
         except FirstTokenError as e:
+            self._end_followers(seq, e)  # they would have met the same error
             return e
+        return self._advance(seq, token)
+
+    def _advance(self, seq: _Seq, token: int) -> Generation | None:
+        """Append the chosen token; the sequence's Generation if that ends it (end of generation, a stop text,
+        its token limit); a follower whose smaller token limit this reaches ends here, cut."""
+        job = seq.job
         if self.L.llama_vocab_is_eog(self.vocab, token) and not job.ignore_eos:
             return self._finish(seq, "stop")
         seq.generated.append(token)
@@ -273,7 +280,46 @@ class BatchDecoder:
                 return self._finish(seq, "stop", text[: text.index(stop)])
         if len(seq.generated) >= job.max_tokens:
             return self._finish(seq, "length")
+        for k in [k for k in seq.followers if len(seq.generated) >= self._jobs[k].max_tokens]:
+            seq.followers.remove(k)
+            self._done.append((k, self._generation(seq, "length")))
         return None
+
+    def _fork(self, trace: _Seq, logits: np.ndarray) -> None:
+        """Each follower whose budget is spent at this step (smallest first): the trace's guide copied with
+        that budget decides on these logits as a run with that budget would. If it closes the region, the
+        follower becomes a sequence of its own from here (waiting for a slot, with the trace's cells up to
+        here); if it must wait (inside an escape, or short of a minimum length) it stays with the trace,
+        whose next token is then the same."""
+        for k in list(trace.followers):
+            job = self._jobs[k]
+            if not trace.guide.due(job.budget):
+                break  # larger budgets are not spent either
+            guide = trace.guide.fork(job.budget, trace.waited.get(k, 0))
+            try:
+                scores = guide.next_scores(logits.copy())
+            except FirstTokenError as e:
+                trace.followers.remove(k)
+                self._done.append((k, e))
+                continue
+            if not guide.closing:
+                trace.waited[k] = guide.waited
+                continue
+            trace.followers.remove(k)
+            fork = _Seq(k, job, -1, trace.pos, trace.reserved - trace.job.max_tokens + job.max_tokens,
+                        trace.started, list(trace.ids), list(trace.generated), copy.deepcopy(trace.rng),
+                        guide=guide, source=trace)
+            outcome = self._advance(fork, self._choose(fork, scores))
+            if outcome is None:
+                self._waiting.append(fork)
+            else:  # ended on the closer's first token: no cells needed
+                self._done.append((k, outcome))
+
+    def _end_followers(self, trace: _Seq, outcome: Generation | FirstTokenError) -> None:
+        """The trace ended with its followers still on it: theirs is the same reply (or error)."""
+        for k in trace.followers:
+            self._done.append((k, replace(outcome) if isinstance(outcome, Generation) else outcome))
+        trace.followers = []
 
     def _choose(self, seq: _Seq, logits: np.ndarray) -> int:
         if seq.rng is None:
@@ -299,7 +345,12 @@ class BatchDecoder:
         return self.llm.detokenize(seq.generated, prev_tokens=seq.job.prompt).decode("utf-8", errors="ignore")
 
     def _finish(self, seq: _Seq, reason: str, text: str | None = None) -> Generation:
-        guide = seq.job.guide
+        gen = self._generation(seq, reason, text)
+        self._end_followers(seq, gen)
+        return gen
+
+    def _generation(self, seq: _Seq, reason: str, text: str | None = None) -> Generation:
+        guide = seq.guide
         cut = reason == "length" and not (guide is not None and guide.matcher.is_accepting())
         return Generation(text=self._text(seq) if text is None else text, prompt_tokens=len(seq.job.prompt),
                           completion_tokens=len(seq.generated),
@@ -307,6 +358,11 @@ class BatchDecoder:
                           seconds=time.perf_counter() - seq.started,
                           closed_by=guide.closed_by if guide is not None else None,
                           finish_reason="length" if cut else "stop")
+
+    def _overflow(self, job: Job) -> ContextOverflowError:
+        return ContextOverflowError(f"the prompt ({len(job.prompt)} tokens) and the token limit ({job.max_tokens}) "
+                                    f"need more than the {self.per_row} cells a row has",
+                                    hint="shorten the prompt, lower the token limits, or raise n_ctx")
 
 
 _TAIL = 16  # tokens; a stop text longer than this would be missed
@@ -323,3 +379,18 @@ def common_prefix(prompts: list[list[int]]) -> list[int]:
                 break
     return first[:n]
 
+
+def _traces(jobs: list[Job], indices: list[int]) -> dict[int, list[int]]:
+    """Each job that is decoded itself (a trace) -> the jobs of its family that follow it: a family's trace is
+    its member with the largest budget (the first such); a job without a family is a trace of its own."""
+    families: dict[Any, list[int]] = {}
+    out: dict[int, list[int]] = {}
+    for i in indices:
+        if jobs[i].family is None:
+            out[i] = []
+        else:
+            families.setdefault(jobs[i].family, []).append(i)
+    for members in families.values():
+        trace = max(members, key=lambda i: (jobs[i].budget, -i))
+        out[trace] = [i for i in members if i != trace]
+    return dict(sorted(out.items()))

@@ -11,11 +11,13 @@ everything after):
   hides end-of-turn and a model that has finished thinking rambles until the budget runs out.
 
 Knows nothing of llama.cpp beyond the processor signature ``(input_ids, scores) -> scores``.
-Does not handle: batches (one sequence at a time).
+``fork(budget)`` copies a guide mid-reply as one with another budget would be (every budget from one trace,
+``_batch``). Does not handle: batches (one sequence at a time).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import llguidance
@@ -44,7 +46,7 @@ class Guide:
         self._seen: int | None = None
         self._forced: list[int] = []  # closer tokens still to force
         self._pending = 0  # forced tokens not yet seen back in input_ids
-        self._retries = 0
+        self.waited = 0  # steps spent waiting for a point where the closer is grammatical
         self.text = b""
         self._state = "after" if region is None else ("inside" if region.open == "" else "before")
         self._start = 0  # character offset (in the decoded text) where the region begins
@@ -80,12 +82,39 @@ class Guide:
             self.closed_by = "model"
 
     def __call__(self, input_ids: Sequence[int], scores: np.ndarray) -> np.ndarray:
+        self.catch_up(input_ids)
+        return self.next_scores(scores)
+
+    def catch_up(self, input_ids: Sequence[int]) -> None:
+        """Feed the matcher the tokens chosen since the last call (the first call only marks the prompt)."""
         if self._seen is not None:
             for token in input_ids[self._seen:]:
                 forced = self._pending > 0
                 self._pending -= forced
                 self._consume(int(token), forced)
         self._seen = len(input_ids)
+
+    def due(self, budget: int) -> bool:
+        """Whether a guide with ``budget`` would try to close the region at this step (after ``catch_up``)."""
+        return self._state == "inside" and not self._forced and self.reasoning_tokens >= budget
+
+    @property
+    def closing(self) -> bool:
+        """Writing the closer (its first token chosen at the last step)."""
+        return bool(self._forced or self._pending)
+
+    def fork(self, budget: int, waited: int = 0) -> Guide:
+        """This guide as one with another ``budget`` would be now, having waited ``waited`` steps to close:
+        a matcher of its own (``LLMatcher.deep_copy``), the same text, region state and counts."""
+        other = copy.copy(self)
+        other.matcher = self.matcher.deep_copy()
+        other._bitmask = allocate_token_bitmask(1, self.tokenizer.vocab_size)
+        other._forced = list(self._forced)
+        other.budget, other.waited = budget, waited
+        return other
+
+    def next_scores(self, scores: np.ndarray) -> np.ndarray:
+        """The step's decision on ``scores`` (after ``catch_up``): start or go on closing the region, or mask."""
         if self._state == "inside" and not self._forced:
             why = ("budget" if self.reasoning_tokens >= self.budget
                    else "end_of_turn" if int(np.argmax(scores)) in self.end_of_turn else None)
@@ -110,11 +139,11 @@ class Guide:
         if self._closer_ends_region():
             self._forced = list(self._close)
             self.closed_by = why
-        elif self._retries >= _MAX_CLOSE_RETRIES + self.region.least:  # each step writes >= 1 of the least
+        elif self.waited >= _MAX_CLOSE_RETRIES + self.region.least:  # each step writes >= 1 of the least
             raise ConstraintError(f"the reasoning region cannot be closed with {self.region.close!r}",
                                   hint="the layout's Region.close must be grammatical inside the region")
         else:
-            self._retries += 1  # e.g. inside a JSON escape: let the grammar finish it first
+            self.waited += 1  # e.g. inside a JSON escape: let the grammar finish it first
 
     def _mask(self, scores: np.ndarray) -> np.ndarray:
         fill_next_token_bitmask(self.matcher, self._bitmask, 0)

@@ -236,13 +236,25 @@ class LlamaCpp(BackendBase):
     def generate_batch(self, requests: list[Request]) -> Iterator[Outcome]:
         """With ``parallel`` > 1: up to that many rows decoded together (``_batch.BatchDecoder``); rows with
         the same messages before the last (an arm's system prompt and demos) form a group whose shared prompt
-        prefix is evaluated once. Otherwise one at a time, in order."""
-        if self.parallel == 1 or len(requests) <= 1:
-            yield from run_batch(self, requests)
+        prefix is evaluated once. Requests that differ only in their reasoning budget (``--thinking-budgets``)
+        are one family, decoded as one trace with a fork per budget, at any ``parallel``. Otherwise one at a
+        time, in order."""
+        families = _families(requests)
+        alone = [i for i in range(len(requests)) if families[i] is None]
+        if self.parallel > 1 and len(requests) > 1:
+            yield from self._batched(requests, list(range(len(requests))), families)
             return
+        for j, out in run_batch(self, [requests[i] for i in alone]):
+            yield alone[j], out
+        shared = [i for i in range(len(requests)) if families[i] is not None]
+        if shared:  # one row slot: a trace, then its forks in the slot it frees
+            yield from self._batched(requests, shared, families)
+
+    def _batched(self, requests: list[Request], indices: list[int], families: list[str | None]) -> Iterator[Outcome]:
         jobs, at = [], []
         shared: dict[str, list[int]] = {}  # group -> the prompt of its messages with an empty last one
-        for i, r in enumerate(requests):
+        for i in indices:
+            r = requests[i]
             group = json.dumps(r.messages[:-1])  # rows with the same system prompt and demos
             try:
                 prompt, stop = self.prompt_tokens(r.messages)
@@ -255,7 +267,7 @@ class LlamaCpp(BackendBase):
             # The row's own part starts where its last message's text does, whatever rows run beside it: the
             # logits depend on how a prompt is split between decode calls, so the split must not.
             jobs.append(Job(prompt, self._max_tokens(r.constraint, r.options), r.options, stop, guide,
-                            group=group, shared=len(common_prefix([prompt, shared[group]]))))
+                            group=group, shared=len(common_prefix([prompt, shared[group]])), family=families[i]))
             at.append(i)
         if not jobs:
             return
@@ -354,6 +366,21 @@ class _Echo:
                 self.on_text(text)
         self.seen = len(input_ids)
         return scores
+
+
+def _families(requests: list[Request]) -> list[str | None]:
+    """Each request's family: requests that differ only in their reasoning budget, where a family holds two
+    budgets or more and its layout a region to budget (None otherwise)."""
+    keys: list[str | None] = []
+    budgets: dict[str, set[int]] = {}
+    for r in requests:
+        key = None
+        if r.constraint is None or r.constraint.region is not None:
+            key = json.dumps([r.messages, r.constraint.lark if r.constraint else None,
+                              r.options.model_dump(exclude={"max_thinking_tokens"})])
+            budgets.setdefault(key, set()).add(r.options.max_thinking_tokens)
+        keys.append(key)
+    return [k if k is not None and len(budgets[k]) > 1 else None for k in keys]
 
 
 def _processor_list(processors: list[Any]) -> Any:

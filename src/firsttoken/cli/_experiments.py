@@ -182,7 +182,8 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
                                  "layout); your own layout as file.py:Class or module:Class"),
           syntaxes: str = typer.Option("json", "--syntaxes"),
           constrained: str = typer.Option("on", "--constrained", help="on, off, or on,off"),
-          budgets: str = typer.Option(None, "--thinking-budgets", help="e.g. 0,64,256; default 512"),
+          budgets: str = typer.Option(None, "--thinking-budgets", help="e.g. 0,16,64,256 (default 512): an arm "
+                                      "per budget; a local model decodes a row's budgets as one trace"),
           limit: int = typer.Option(None, "--limit", help="the first N rows"),
           sample: int = typer.Option(None, "--sample", help="N rows drawn at random (with --seed)"),
           seed: int = typer.Option(0, "--seed"),

@@ -42,6 +42,8 @@ ARM_COLUMNS = (
     Column("backend err", lambda a: str(a["backend_errors"])),
     Column("reasoning tok", lambda a: f"{a['mean_reasoning_tokens']:.0f}"),
     Column("answer tok", lambda a: f"{a['mean_answer_tokens']:.0f}"),
+    Column("budget-closed", lambda a: pct(a["budget_closed"]) if a.get("budget_closed") is not None else "–",
+           when=lambda summary: any(a.get("budget_closed") is not None for a in summary["arms"])),
     Column("macro-F1 (95% CI)", lambda a: f"{a['macro_f1']:.3f} ({a['macro_f1_low']:.3f}–{a['macro_f1_high']:.3f})"
            if "macro_f1" in a else "–", when=lambda summary: bool(summary.get("labels"))),
     Column("balanced acc. (95% CI)", lambda a: f"{pct(a['balanced_accuracy'])} ({pct(a['balanced_low'])}–"

@@ -280,11 +280,13 @@ class Store:
 
     def results(self, arm_id: str) -> list[dict]:
         """The arm's results for the rows of its task's current data, as they are now (``row_id`` is the
-        row's display id, ``row_key`` its identity). Results for rows no longer in the data, or scored for an
+        row's display id, ``row_key`` its identity, ``closed_by`` how its call's reasoning region ended). Results for rows no longer in the data, or scored for an
         earlier version of a row, are kept in the store but not returned."""
         return [dict(r) for r in self.db.execute(
-            "SELECT results.*, rows.display_id AS row_id, rows.difficulty, rows.expected, rows.inputs FROM results "
+            "SELECT results.*, rows.display_id AS row_id, rows.difficulty, rows.expected, rows.inputs, "
+            "calls.closed_by FROM results "
             "JOIN arms ON arms.id = results.arm_id "
+            "LEFT JOIN calls ON calls.hash = results.call_hash "
             "JOIN rows ON rows.task = arms.task AND rows.key = results.row_key AND rows.hash = results.row_hash "
             "WHERE arm_id = ? AND rows.position IS NOT NULL ORDER BY rows.position", (arm_id,))]
 

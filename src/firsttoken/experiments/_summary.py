@@ -77,6 +77,8 @@ class ArmStats(BaseModel):
     mean_completion_tokens: float
     seconds: float
     tokens_estimated: bool
+    budget_closed: float | None = None  # arms with a budget: the share of answered rows whose reasoning the
+    # budget closed rather than the model (censored: the model would have gone on thinking)
     macro_f1: float | None = None  # label tasks only (absent otherwise)
     macro_f1_low: float | None = None
     macro_f1_high: float | None = None
@@ -107,6 +109,8 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
         "tokens_estimated": any(r["estimated"] for r in answered),
     }
     row["mean_completion_tokens"] = row["mean_reasoning_tokens"] + row["mean_answer_tokens"]
+    if arm["budget"] is not None:
+        row["budget_closed"] = sum(r.get("closed_by") == "budget" for r in answered) / n if n else 0.0
     if labels and output:
         expected = [str(json.loads(r["expected"])) for r in answered]
         predicted = [_predicted(r, output) for r in answered]
