@@ -90,7 +90,7 @@ def render() -> str:
 
 
 def _finding(model: str, name: str, summary: dict) -> str:
-    from firsttoken.experiments import versus
+    from firsttoken.experiments import knee_sentence, versus
 
     arms = summary["arms"]
     if any(not a["constrained"] for a in arms):  # the format tax: forced vs asked by prompt alone
@@ -105,14 +105,23 @@ def _finding(model: str, name: str, summary: dict) -> str:
                          f"vs prompt alone {a_off['accuracy']:.1%} ({a_off['parse_failures']} parse failures of "
                          f"{a_off['n']}), McNemar p = {c['p_value']:.2g}")
         return f"- **{model} / {name}**: " + "; ".join(parts) + "."
-    budgets = sorted({a["budget"] for a in arms if a["budget"] is not None})
-    if len(budgets) > 1:  # accuracy against the thinking budget
-        parts = []
-        for layout in dict.fromkeys(a["layout"] for a in arms):
-            row = sorted((a["budget"], a["accuracy"], a["mean_reasoning_tokens"]) for a in arms if a["layout"] == layout)
-            parts.append(f"{layout}: " + ", ".join(f"budget {b}: {acc:.1%} ({tok:.0f} reasoning tokens)"
-                                                   for b, acc, tok in row))
-        return f"- **{model} / {name}**: " + "; ".join(parts) + "."
+    if summary.get("curves"):  # accuracy against the thinking budget, and each curve's knee
+        lines = [f"- **{model} / {name}**:"]
+        for curve in summary["curves"]:
+            pts = ", ".join(f"{p['budget']}: {p['accuracy']:.1%} ({p['mean_reasoning_tokens']:.0f} reasoning tokens)"
+                            for p in curve["points"])
+            lines.append(f"  - {curve['layout']}, budget: accuracy (reasoning tokens used): {pts}.")
+            lines.append(f"  - Knee of {knee_sentence(curve)}")
+        others = [a for a in arms if a["budget"] is None]
+        for other in others:  # a layout without a region beside the curves (direct): does any thinking beat it?
+            for curve in summary["curves"]:
+                best = next(p for p in curve["points"] if p["budget"] == curve["best"])
+                vs = versus(summary, best["arm"], other["id"])
+                if vs:
+                    lines.append(f"  - {curve['layout']} at its best budget ({best['budget']}) against {other['layout']}: "
+                                 f"{vs['diff'] * 100:+.1f} points (95% CI {vs['ci_low'] * 100:+.1f} to "
+                                 f"{vs['ci_high'] * 100:+.1f}, McNemar p = {vs['p_value']:.2g}, n = {vs['n']}).")
+        return "\n".join(lines)
     direct = next((a for a in arms if a["layout"] == "direct" and a["constrained"]), None)
     thinking = [a for a in arms if thinks(a)]
     rec = summary["recommendation"]

@@ -21,6 +21,7 @@ GSM8K = {"task": "gsm8k", "data": f"{DATA}/gsm8k/test.jsonl", "store": "gsm8k"}
 CANDIDATES = [*(f"scripts/json_thoughts.py:{c}" for c in ("ThoughtsCalc", "StepsFirst", "ThoughtsLines")),
               "thoughts_long"]
 WORKED_DEMOS = "scripts/json_thoughts_demos.jsonl"
+CURVE = [0, 16, 32, 64, 128, 256, 512]  # the budgets of a curve (issue 37)
 
 # Each slice: what it measures, and its eval settings. Slices of one data set share a store, so that a
 # call two slices both need is made once. "until_decided": an --until-decided run (its flags: margin in points,
@@ -109,6 +110,20 @@ SLICES: dict[str, dict] = {
                                 "task": "arithmetic:1-6:15", "store": "arithmetic", "layouts": ["thoughts_first"],
                                 "demos": WORKED_DEMOS, "parallel": 16, "versus": "work_then_answer",
                                 "models": ["qwen2.5-coder-1.5b"]},
+    # How much room to think: every budget from one trace (one decode per row and layout, a fork per budget).
+    "arithmetic-curve": {"what": "generated arithmetic (the arithmetic slice's 90 rows): how much thinking, "
+                                 "think_then_answer and work_then_answer at budgets 0 to 512",
+                         "task": "arithmetic:1-6:15", "store": "arithmetic",
+                         "layouts": ["think_then_answer", "work_then_answer"], "budgets": CURVE, "parallel": 16,
+                         "models": ["qwen2.5-coder-1.5b"]},
+    "gsm8k-curve": {"what": "GSM8K, first 200: how much thinking, think_then_answer and work_then_answer at budgets "
+                            "0 to 512", **GSM8K, "limit": 200, "layouts": ["think_then_answer", "work_then_answer"],
+                    "budgets": CURVE, "parallel": 16, "models": ["qwen2.5-coder-1.5b"]},
+    "sst2-curve": {"what": "SST-2 test (the founding claim's split), 200 rows drawn with seed 0: does any amount of "
+                           "thinking help? thoughts_first at budgets 0 to 256, and direct", "task": "sst2",
+                   "data": f"{DATA}/sst2", "store": "sst2", "sample": 200, "seed": 0,
+                   "layouts": ["direct", "thoughts_first"], "budgets": CURVE[:-1], "parallel": 16,
+                   "models": ["qwen2.5-coder-1.5b"]},
 }
 
 

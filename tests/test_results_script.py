@@ -60,7 +60,8 @@ def test_run_then_render_reads_every_number_from_the_stores(results, tmp_path):
     assert "No row's outcome differed, so the data say nothing about a +1-point effect." in text
     assert "helps," not in text and "hurts," not in text
     assert "work_then_answer: forced 66.7% (0 parse failures)" in text
-    assert "thoughts_first: budget 0: 66.7%" in text and "budget 64: 66.7%" in text
+    assert "thoughts_first, budget: accuracy (reasoning tokens used): 0: 66.7%" in text and "64: 66.7%" in text
+    assert f"Knee of {MODEL} thoughts_first [script]: the knee is the best budget, 0 (66.7%" in text  # ties: fewer tokens
     # all equal: the cheapest arm is proven within the margin, and the document says why
     assert (f"Recommendation: **{MODEL} direct [script]**, because {MODEL} direct [script] is the cheapest arm") in text
     assert f"| {MODEL} | five | 21/21 | **66.7%** | **66.7%** | **66.7%** | **66.7%** | **66.7%** |  | direct [script] |" in text

@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .._text import html_safe
+from ._side_by_side import side_by_side
 from ._store import Store
 
 
@@ -72,6 +72,8 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {c['a_label']} | {c['b_label']} | {c['axis']} | {c['n']} | {c['diff'] * 100:+.1f} pts "
                          f"({c['ci_low'] * 100:+.1f} to {c['ci_high'] * 100:+.1f}) | {c['a_only']} | {c['b_only']} | "
                          f"{c['p_value']:.3g} |")
+    for curve in summary.get("curves") or []:
+        lines += ["", *curve_table(curve)]
     seq = summary.get("sequential")
     if seq:
         lines += ["", "The intervals above are fixed-n ones, for reading; under optional stopping they are not valid "
@@ -99,7 +101,35 @@ def markdown(summary: dict[str, Any]) -> str:
     verdict = {"recommended": f"**Recommendation: {rec.get('label')}.**", "single_arm": "**One arm only.**",
                "inconclusive": "**Recommendation: inconclusive.**"}[rec["status"]]
     lines += ["", f"{verdict} {rec['reason']}", ""]
+    lines += [f"Knee of {k['sentence']}" for k in rec.get("knees") or []] + ([""] if rec.get("knees") else [])
     return "\n".join(lines)
+
+
+CURVE_HEADER = ["budget", "reasoning tok used", "completion tok", "budget-closed", "accuracy (95% CI)",
+                "vs best (CI)", ""]
+
+
+def curve_rows(curve: dict[str, Any]) -> tuple[str, list[list[str]]]:
+    """How much thinking one layout needs: a title, and each budget's accuracy against the reasoning tokens it
+    really used (cells under ``CURVE_HEADER``), for Markdown and HTML alike."""
+    title = (f"How much thinking, {curve['name']} ({curve['rows']} rows): accuracy against the reasoning tokens "
+             f"actually used; each budget against the best (budget {curve['best']}), paired, family-wise 95%")
+    rows = []
+    for p in curve["points"]:
+        marks = [m for m, on in (("knee", p["budget"] == curve["knee"]), ("best", p["budget"] == curve["best"]),
+                                 ("undecided", p["budget"] in curve["undecided"])) if on]
+        vs = "–" if p["budget"] == curve["best"] else \
+            f"{p['diff_vs_best'] * 100:+.1f} ({p['vs_best_low'] * 100:+.1f} to {p['vs_best_high'] * 100:+.1f})"
+        closed = pct(p["budget_closed"]) if p.get("budget_closed") is not None else "–"
+        rows.append([str(p["budget"]), f"{p['mean_reasoning_tokens']:.0f}", f"{p['mean_completion_tokens']:.0f}",
+                     closed, f"{pct(p['accuracy'])} ({pct(p['ci_low'])}–{pct(p['ci_high'])})", vs, ", ".join(marks)])
+    return title, rows
+
+
+def curve_table(curve: dict[str, Any]) -> list[str]:
+    title, rows = curve_rows(curve)
+    return [f"{title}:", "", "| " + " | ".join(CURVE_HEADER) + " |", "|" + "---|" * len(CURVE_HEADER),
+            *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def _figure_png(fig: Any) -> str:
@@ -144,21 +174,24 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
     ax.set_ylim(0, 1)
     out["Accuracy against tokens"] = _figure_png(fig)
 
-    budgeted: dict[tuple, list[tuple[int, float]]] = {}
-    for a in arms:
-        if a["budget"] is not None:
-            budgeted.setdefault((a["model"], a["layout"], a["syntax"], a["constrained"]), []).append(
-                (a["budget"], a["accuracy"]))
-    if any(len(v) > 1 for v in budgeted.values()):
+    if summary.get("curves"):
         fig, ax = plt.subplots(figsize=(7, 4))
-        for key, pts in budgeted.items():
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{key[0]} {key[1]}")
-        ax.set_xlabel("thinking budget (tokens)")
-        ax.set_ylabel("accuracy")
+        for curve in summary["curves"]:
+            pts = curve["points"]
+            xs, ys = [q["mean_reasoning_tokens"] for q in pts], [q["accuracy"] for q in pts]
+            err = [[max(0.0, q["accuracy"] - q["ci_low"]) for q in pts], [max(0.0, q["ci_high"] - q["accuracy"]) for q in pts]]
+            line = ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=curve["name"])
+            for q in pts:
+                ax.annotate(f"b{q['budget']}", (q["mean_reasoning_tokens"], q["accuracy"]), fontsize=7,
+                            xytext=(4, -10), textcoords="offset points")
+            knee = next(q for q in pts if q["budget"] == curve["knee"])
+            ax.plot([knee["mean_reasoning_tokens"]], [knee["accuracy"]], marker="*", markersize=16,
+                    color=line[0].get_color(), markeredgecolor="black", linestyle="none")
+        ax.set_xlabel("reasoning tokens actually used per row (budget bN; star: the knee)")
+        ax.set_ylabel("accuracy (95% Wilson interval)")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
-        out["Accuracy against thinking budget"] = _figure_png(fig)
+        out["How much thinking: accuracy against reasoning tokens used"] = _figure_png(fig)
 
     if summary.get("difficulty"):
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -190,7 +223,7 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 2000) -> str:
+def html_page(summaries: list[dict[str, Any]], store: Store, max_rows: int = 500) -> str:
     def e(value: object) -> str:  # escaped, and without the C0 controls HTML cannot carry
         return html.escape(html_safe(str(value)))
 
@@ -198,9 +231,10 @@ def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 
              "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}pre{white-space:pre-wrap;margin:0;"
              "max-height:12em;overflow:auto}.correct{background:#e8f5e9}.wrong{background:#fff3e0}"
-             ".parse_failure{background:#fde7e9}.backend_error{background:#eee}</style></head><body>",
+             ".parse_failure{background:#fde7e9}.backend_error{background:#eee}table.side td{max-width:24em}"
+             ".pairs label{margin-right:1em;font-size:13px}</style></head><body>",
              "<h1>firsttoken report</h1>", f"<p>Store: {e(str(store.path))}</p>"]
-    for s in summaries:
+    for at, s in enumerate(summaries):
         columns = arm_columns(s)
         parts.append(f"<h2>Task {e(s['task'])}</h2><table><tr>" + "".join(f"<th>{e(c.title)}</th>" for c in columns)
                      + "</tr>")
@@ -214,6 +248,12 @@ def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 
                              f"<td>{e(f['detail'])}</td></tr>" for f in findings) + "</table>")
         rec = s["recommendation"]
         parts.append(f"<p><b>Recommendation ({e(rec['status'])}):</b> {e(rec['reason'])}</p>")
+        parts += [f"<p>Knee of {e(k['sentence'])}</p>" for k in rec.get("knees") or []]
+        for curve in s.get("curves") or []:
+            title, rows = curve_rows(curve)
+            parts.append(f"<p>{e(title)}</p><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in CURVE_HEADER) + "</tr>"
+                         + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+                         + "</table>")
         seq = s.get("sequential")
         if seq:
             parts.append("<p>The table's intervals are fixed-n (for reading). The decision used " + e(seq["kind"]) +
@@ -230,25 +270,6 @@ def html_page(summaries: list[dict[str, Any]], store: Store, max_replies: int = 
             parts.append("</table>")
         for title, uri in plots(s).items():
             parts.append(f"<h3>{e(title)}</h3><img alt='{e(title)}' src='{uri}'>")
-        parts.append("<h3>Replies</h3><table><tr><th>arm</th><th>row</th><th>expected</th><th>outcome</th>"
-                     "<th>outputs</th><th>reasoning</th><th>raw reply</th></tr>")
-        shown = 0
-        for a in s["arms"]:
-            for r in store.results(a["id"]):
-                if shown >= max_replies:
-                    break
-                shown += 1
-                parts.append(f"<tr class='{e(r['outcome'])}'><td>{e(a['label'])}</td><td>{e(r['row_id'])}</td>"
-                             f"<td>{e(_short(r['expected']))}</td><td>{e(r['outcome'])}</td>"
-                             f"<td>{e(r['outputs'] or '')}</td><td><pre>{e(r['thoughts'] or '')}</pre></td>"
-                             f"<td><pre>{e(r['raw'] or r['error'] or '')}</pre></td></tr>")
-        parts.append("</table>")
+        parts.append(side_by_side(s, store, e, at, max_rows))
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def _short(expected_json: str | None) -> str:
-    if expected_json is None:
-        return ""
-    value = json.loads(expected_json)
-    return value if isinstance(value, str) else json.dumps(value)

@@ -36,16 +36,24 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def paired_scores(res_a: list[dict], res_b: list[dict]) -> tuple[list[float], list[float]]:
+    """0/1 correctness of two arms on the rows both answered (backend errors left out), in A's row order."""
+    sa = {r["row_key"]: float(r["outcome"] == "correct") for r in res_a if r["outcome"] != "backend_error"}
+    sb = {r["row_key"]: float(r["outcome"] == "correct") for r in res_b if r["outcome"] != "backend_error"}
+    common = [k for k in sa if k in sb]
+    return [sa[k] for k in common], [sb[k] for k in common]
+
+
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], seed: int = 0,
-                     samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float, float]:
-    """Mean of a - b over paired rows, with a 95% percentile bootstrap interval (rows resampled)."""
+                     samples: int = BOOTSTRAP_SAMPLES, alpha: float = 0.05) -> tuple[float, float, float]:
+    """Mean of a - b over paired rows, with a 1 - alpha (95%) percentile bootstrap interval (rows resampled)."""
     x = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if len(x) == 0:
         return 0.0, -1.0, 1.0
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), size=(samples, len(x)))
     means = x[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
+    low, high = np.percentile(means, [50 * alpha, 100 - 50 * alpha])
     return float(x.mean()), float(low), float(high)
 
 

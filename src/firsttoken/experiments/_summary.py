@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from . import _stats
+from ._curves import curves, knee_sentence
 from ._store import Store
 
 AXES = ("model", "layout", "syntax", "constrained", "budget")
@@ -133,14 +134,6 @@ def _predicted(result: dict, output: str) -> str | None:
     return None if value is None else str(value)
 
 
-def paired_scores(res_a: list[dict], res_b: list[dict]) -> tuple[list[float], list[float]]:
-    """0/1 correctness of two arms on the rows both answered (backend errors left out), in A's row order."""
-    sa = {r["row_key"]: float(r["outcome"] == "correct") for r in res_a if r["outcome"] != "backend_error"}
-    sb = {r["row_key"]: float(r["outcome"] == "correct") for r in res_b if r["outcome"] != "backend_error"}
-    common = [k for k in sa if k in sb]
-    return [sa[k] for k in common], [sb[k] for k in common]
-
-
 def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 0) -> dict | None:
     """Paired difference a - b on the rows both answered, if the arms differ in exactly one axis."""
     a, b = {**a, "constrained": _held(a)}, {**b, "constrained": _held(b)}  # prompt-only is not constrained
@@ -156,7 +149,7 @@ def compare(a: dict, b: dict, res_a: list[dict], res_b: list[dict], seed: int = 
 def paired(res_a: list[dict], res_b: list[dict], seed: int = 0) -> dict[str, Any]:
     """Accuracy a - b on the rows both answered, whatever else differs between the arms: n, diff, its paired
     bootstrap interval (ci_low, ci_high), the rows only a or only b got right, and the exact McNemar p."""
-    xa, xb = paired_scores(res_a, res_b)
+    xa, xb = _stats.paired_scores(res_a, res_b)
     diff, low, high = _stats.paired_bootstrap(xa, xb, seed=seed)
     a_only = sum(1 for x, y in zip(xa, xb) if x and not y)
     b_only = sum(1 for x, y in zip(xa, xb) if y and not x)
@@ -182,7 +175,7 @@ def recommend(stats: list[dict], results: dict[str, list[dict]], margin: float, 
     best = max(live, key=lambda s: (s["accuracy"], -s["mean_completion_tokens"]))
     evidence = []
     for s in live:
-        xa, xb = paired_scores(results[s["id"]], results[best["id"]])
+        xa, xb = _stats.paired_scores(results[s["id"]], results[best["id"]])
         diff, low, high = _stats.paired_bootstrap(xa, xb, seed=seed)
         evidence.append({"arm": s["id"], "label": s["label"], "n": len(xa), "diff_vs_best": diff,
                          "ci_low": low, "ci_high": high, "mean_completion_tokens": s["mean_completion_tokens"],
@@ -247,6 +240,9 @@ def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_key
         summary["probe"] = config["probe"]
     if seq is not None and row_keys == set(seq["row_keys"]):
         _sequential_decision(summary, seq)
+    summary["curves"] = curves(stats, results, summary["margin"], seed)
+    summary["recommendation"]["knees"] = [{"name": c["name"], "budget": c["knee"], "arm": c["knee_arm"],
+                                           "sentence": knee_sentence(c)} for c in summary["curves"]]
     return summary
 
 
