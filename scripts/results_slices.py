@@ -112,12 +112,16 @@ SLICES: dict[str, dict] = {
                                 "models": ["qwen2.5-coder-1.5b"]},
     # How much room to think: every budget from one trace (one decode per row and layout, a fork per budget).
     "arithmetic-curve": {"what": "generated arithmetic (the arithmetic slice's 90 rows): how much thinking, "
-                                 "think_then_answer and work_then_answer at budgets 0 to 512",
+                                 "think_then_answer and work_then_answer at budgets 0 to 512 (budget 512 answered "
+                                 "from the arithmetic slice's calls, made one row at a time; the other budgets "
+                                 "from one trace per row at 256, 16 rows at once, so 256 against 512 also holds "
+                                 "llama.cpp's batch-split differences)",
                          "task": "arithmetic:1-6:15", "store": "arithmetic",
                          "layouts": ["think_then_answer", "work_then_answer"], "budgets": CURVE, "parallel": 16,
                          "models": ["qwen2.5-coder-1.5b"]},
     "gsm8k-curve": {"what": "GSM8K, first 200: how much thinking, think_then_answer and work_then_answer at budgets "
-                            "0 to 512", **GSM8K, "limit": 200, "layouts": ["think_then_answer", "work_then_answer"],
+                            "0 to 512 (budget 512 answered from the gsm8k-200 slice's calls; budgets 0, 64 and 256 "
+                            "of work_then_answer on the first 30 from gsm8k-budget's)", **GSM8K, "limit": 200, "layouts": ["think_then_answer", "work_then_answer"],
                     "budgets": CURVE, "parallel": 16, "models": ["qwen2.5-coder-1.5b"]},
     "sst2-curve": {"what": "SST-2 test (the founding claim's split), 200 rows drawn with seed 0: does any amount of "
                            "thinking help? thoughts_first at budgets 0 to 256, and direct", "task": "sst2",

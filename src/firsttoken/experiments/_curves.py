@@ -79,6 +79,8 @@ def knee_sentence(curve: dict[str, Any]) -> str:
                  "shown worse: more rows could move the knee down")
     elif knee["budget"] == curve["points"][0]["budget"]:
         text += "; no budget is smaller"
+    if best["budget"] == curve["points"][0]["budget"]:
+        text += f"; no budget above {best['budget']} did better: more room to think bought nothing here"
     else:
         text += f"; every smaller budget is worse than the best by more than {curve['margin']:.0%}"
     return text + "."
