@@ -118,7 +118,8 @@ def _finding(model: str, name: str, summary: dict) -> str:
                 best = next(p for p in curve["points"] if p["budget"] == curve["best"])
                 vs = versus(summary, best["arm"], other["id"])
                 if vs:
-                    lines.append(f"  - {curve['layout']} at its best budget ({best['budget']}) against {other['layout']}: "
+                    lines.append(f"  - {curve['layout']} at its best budget ({best['budget']}) against "
+                                 f"{other['layout']}: "
                                  f"{vs['diff'] * 100:+.1f} points (95% CI {vs['ci_low'] * 100:+.1f} to "
                                  f"{vs['ci_high'] * 100:+.1f}, McNemar p = {vs['p_value']:.2g}, n = {vs['n']}).")
         return "\n".join(lines)

@@ -121,8 +121,9 @@ SLICES: dict[str, dict] = {
                          "models": ["qwen2.5-coder-1.5b"]},
     "gsm8k-curve": {"what": "GSM8K, first 200: how much thinking, think_then_answer and work_then_answer at budgets "
                             "0 to 512 (budget 512 answered from the gsm8k-200 slice's calls; budgets 0, 64 and 256 "
-                            "of work_then_answer on the first 30 from gsm8k-budget's)", **GSM8K, "limit": 200, "layouts": ["think_then_answer", "work_then_answer"],
-                    "budgets": CURVE, "parallel": 16, "models": ["qwen2.5-coder-1.5b"]},
+                            "of work_then_answer on the first 30 from gsm8k-budget's)", **GSM8K, "limit": 200,
+                    "layouts": ["think_then_answer", "work_then_answer"], "budgets": CURVE, "parallel": 16,
+                    "models": ["qwen2.5-coder-1.5b"]},
     "sst2-curve": {"what": "SST-2 test (the founding claim's split), 200 rows drawn with seed 0: does any amount of "
                            "thinking help? thoughts_first at budgets 0 to 256, and direct", "task": "sst2",
                    "data": f"{DATA}/sst2", "store": "sst2", "sample": 200, "seed": 0,

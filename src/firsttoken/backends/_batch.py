@@ -141,8 +141,7 @@ class BatchDecoder(Streams):
                 if self._waiting and self._fits(capacity, self._waiting[0].reserved):
                     self._admit_fork(self._waiting.pop(0), live, free)
                     continue
-                if not queue or not self._fits(capacity, len(jobs[queue[0]].prompt) - len(
-                        prefixes[jobs[queue[0]].group]) + jobs[queue[0]].max_tokens):
+                if not queue or not self._fits(capacity, _need(jobs[queue[0]], prefixes[jobs[queue[0]].group])):
                     break
                 i = queue.pop(0)
                 seq, first_logits = self._admit(i, traces[i], prefixes[jobs[i].group], live, free)
@@ -187,7 +186,7 @@ class BatchDecoder(Streams):
         self._clear(slot)
         if prefix:  # the whole prefix sequence (a separate KV stream can only be copied whole)
             self._copy(self.prefix_seq, slot)
-        need = len(job.prompt) - len(prefix) + job.max_tokens
+        need = _need(job, prefix)
         seq = _Seq(i, job, slot, len(prefix), need, time.perf_counter(), list(job.prompt), guide=job.guide,
                    followers=sorted(followers, key=lambda k: (self._jobs[k].budget, k)))
         if job.options.temperature > 0:
@@ -378,6 +377,11 @@ def common_prefix(prompts: list[list[int]]) -> list[int]:
                 n = k
                 break
     return first[:n]
+
+
+def _need(job: Job, prefix: list[int]) -> int:
+    """Cells a row takes beyond its group's shared prefix: its own prompt and its token limit."""
+    return len(job.prompt) - len(prefix) + job.max_tokens
 
 
 def _traces(jobs: list[Job], indices: list[int]) -> dict[int, list[int]]:

@@ -240,10 +240,10 @@ class LlamaCpp(BackendBase):
         are one family, decoded as one trace with a fork per budget, at any ``parallel``. Otherwise one at a
         time, in order."""
         families = _families(requests)
-        alone = [i for i in range(len(requests)) if families[i] is None]
         if self.parallel > 1 and len(requests) > 1:
             yield from self._batched(requests, list(range(len(requests))), families)
             return
+        alone = [i for i in range(len(requests)) if families[i] is None]
         for j, out in run_batch(self, [requests[i] for i in alone]):
             yield alone[j], out
         shared = [i for i in range(len(requests)) if families[i] is not None]

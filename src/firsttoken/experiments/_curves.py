@@ -49,10 +49,9 @@ def _curve(axes: dict, arms: list[dict], results: dict[str, list[dict]], margin:
         if a is best:
             point.update(diff_vs_best=0.0, vs_best_low=0.0, vs_best_high=0.0, non_inferior=True, inferior=False)
         else:
-            xa, xb = _stats.paired_scores(results[a["id"]], results[best["id"]])
-            diff, low, high = _stats.paired_bootstrap(xa, xb, seed=seed, alpha=alpha)
-            point.update(diff_vs_best=diff, vs_best_low=low, vs_best_high=high, non_inferior=low > -margin,
-                         inferior=high < -margin)
+            vs = _stats.against_best(results[a["id"]], results[best["id"]], margin, seed, alpha)
+            point.update(diff_vs_best=vs["diff"], vs_best_low=vs["low"], vs_best_high=vs["high"],
+                         non_inferior=vs["non_inferior"], inferior=vs["inferior"])
         points.append(point)
     knee = next(p for p in points if p["non_inferior"])
     undecided = [p["budget"] for p in points if p["budget"] < knee["budget"] and not p["inferior"]]

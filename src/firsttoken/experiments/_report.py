@@ -179,7 +179,8 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
         for curve in summary["curves"]:
             pts = curve["points"]
             xs, ys = [q["mean_reasoning_tokens"] for q in pts], [q["accuracy"] for q in pts]
-            err = [[max(0.0, q["accuracy"] - q["ci_low"]) for q in pts], [max(0.0, q["ci_high"] - q["accuracy"]) for q in pts]]
+            err = [[max(0.0, q["accuracy"] - q["ci_low"]) for q in pts],
+                   [max(0.0, q["ci_high"] - q["accuracy"]) for q in pts]]
             line = ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, label=curve["name"])
             for q in pts:
                 ax.annotate(f"b{q['budget']}", (q["mean_reasoning_tokens"], q["accuracy"]), fontsize=7,

@@ -1,13 +1,15 @@
 """Statistics for comparing arms: Wilson intervals, exact McNemar, paired bootstrap, macro-F1.
 
 All functions are pure and deterministic (bootstrap takes a seed). Scores are 0/1 per row.
-Does not handle: weighted rows, clustered rows, multiple-comparison correction (p-values are raw).
+Does not handle: weighted rows, clustered rows, multiple-comparison correction (p-values are raw; an
+interval's ``alpha`` is the caller's to split).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +57,17 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], seed: int = 0,
     means = x[idx].mean(axis=1)
     low, high = np.percentile(means, [50 * alpha, 100 - 50 * alpha])
     return float(x.mean()), float(low), float(high)
+
+
+def against_best(res: list[dict], res_best: list[dict], margin: float, seed: int = 0,
+                 alpha: float = 0.05) -> dict[str, Any]:
+    """An arm's paired difference from the best arm (rows both answered) with its bootstrap interval, and
+    whether that interval puts it within ``margin`` of the best (low end above -margin) or below it by more
+    (high end below -margin): the rule the recommendation and a curve's knee both judge arms by."""
+    xa, xb = paired_scores(res, res_best)
+    diff, low, high = paired_bootstrap(xa, xb, seed=seed, alpha=alpha)
+    return {"n": len(xa), "diff": diff, "low": low, "high": high, "non_inferior": low > -margin,
+            "inferior": high < -margin}
 
 
 def macro_f1(expected: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str]) -> float:

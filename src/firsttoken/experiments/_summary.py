@@ -175,11 +175,11 @@ def recommend(stats: list[dict], results: dict[str, list[dict]], margin: float, 
     best = max(live, key=lambda s: (s["accuracy"], -s["mean_completion_tokens"]))
     evidence = []
     for s in live:
-        xa, xb = _stats.paired_scores(results[s["id"]], results[best["id"]])
-        diff, low, high = _stats.paired_bootstrap(xa, xb, seed=seed)
-        evidence.append({"arm": s["id"], "label": s["label"], "n": len(xa), "diff_vs_best": diff,
-                         "ci_low": low, "ci_high": high, "mean_completion_tokens": s["mean_completion_tokens"],
-                         "non_inferior": s is best or low > -margin, "inferior": high < -margin})
+        vs = _stats.against_best(results[s["id"]], results[best["id"]], margin, seed)
+        evidence.append({"arm": s["id"], "label": s["label"], "n": vs["n"], "diff_vs_best": vs["diff"],
+                         "ci_low": vs["low"], "ci_high": vs["high"],
+                         "mean_completion_tokens": s["mean_completion_tokens"],
+                         "non_inferior": s is best or vs["non_inferior"], "inferior": vs["inferior"]})
     base = {"best": best["id"], "best_label": best["label"], "margin": margin, "evidence": evidence}
     fewest = min(e["n"] for e in evidence)
     if len(live) > 1 and fewest < MIN_ROWS:
