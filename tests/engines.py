@@ -186,6 +186,17 @@ class EngineStub:
         if applied and self.grammar_off_when_thinking and words:
             applied = False
         content = FREE
+        if applied and self.engine == "vllm" and self.thinks and target[0] == "think_then_answer":
+            # Real vLLM (0.32, guidance): a thinking model's <think> is an added token, which llguidance holds as
+            # special, so a grammar that writes the text "<think>" rejects the token the model samples and vLLM
+            # ends the request: an empty reply with HTTP 200 while thinking, HTTP 500 with thinking off.
+            if not words:
+                return 500, {"error": {"message": "Internal server error", "type": "InternalServerError"}}
+            return 200, {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                         "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                             "role": "assistant", "content": None, APART["vllm"]: ""}}],
+                         "usage": {"prompt_tokens": 20, "completion_tokens": 1,
+                                   "completion_tokens_details": {"reasoning_tokens": 0}}}
         if applied:
             name, syntax = target
             layout = ft.get_layout(name, syntax)

@@ -185,3 +185,60 @@ def start_llama_cpp_server(model_path: str, parallel: int = 1, extra: tuple[str,
                              "--seed", "0", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{port}/health", proc)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def vllm_home() -> Path:
+    """Real vLLM's venv and models, built by `make test` (scripts/build_vllm.sh, cached in ~/.cache/firsttoken).
+    Not built, or unbuildable on this machine: the test fails with one line saying why; it never skips."""
+    import os
+
+    where = os.environ.get("FIRSTTOKEN_VLLM")
+    if not where:
+        out = subprocess.run(["bash", str(ROOT / "scripts" / "build_vllm.sh"), sys.executable],
+                             capture_output=True, text=True, timeout=1800)
+        where = (out.stdout.strip().splitlines() or ["unavailable: build_vllm.sh printed nothing"])[-1]
+    if where.startswith("unavailable:"):
+        raise RuntimeError(f"the vLLM test tier is {where}")
+    home = Path(where)
+    if not (home / "ready").exists():
+        raise RuntimeError(f"no vLLM build at {home}: run `make test`, or bash scripts/build_vllm.sh .venv/bin/python")
+    return home
+
+
+def start_vllm(model: str = "smollm2", extra: tuple[str, ...] = (), backend: str = "guidance"
+               ) -> tuple[subprocess.Popen, str]:
+    """vLLM's OpenAI server on loopback, eager (no compile: about 30 s to start), with ``backend`` for structured
+    outputs (guidance reads Lark, EBNF and JSON Schema; auto is vLLM's default, xgrammar). Its internal queues
+    bind to loopback too (VLLM_HOST_IP)."""
+    import os
+
+    home = vllm_home()
+    port = free_port()
+    env = {**os.environ, "VLLM_HOST_IP": "127.0.0.1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    name = f"server-{model}-{backend}{'-' + extra[-1] if extra else ''}.log"
+    log = open(home / name, "w")  # noqa: SIM115 - the server's lifetime, closed by the OS
+    proc = subprocess.Popen([str(home / "venv" / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
+                             "--model", str(home / "models" / model), "--served-model-name", "smollm2",
+                             "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
+                             "--dtype", "bfloat16", "--structured-outputs-config.backend", backend, *extra],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models", proc, seconds=300)
+    except RuntimeError as e:
+        stop_vllm(proc)
+        tail = (home / name).read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"vLLM did not start: {e}; its log ends: {tail[0][:300]}") from None
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_vllm(proc: subprocess.Popen) -> None:
+    """Kill the server and its engine and worker processes (its own process group): killing the API server
+    alone leaves them running, orphaned, each holding gigabytes and spinning."""
+    import os
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -16,19 +16,8 @@ from firsttoken.backends.openai_compat import CHARS_PER_TOKEN
 from firsttoken.layouts import _gbnf
 
 from .servers import start_llama_cpp_server
-from .signatures import CATEGORIES, Products, builtin_arms
+from .signatures import CATEGORIES, ROWS, Products, builtin_arms
 
-# Ten catalogue rows of the products task's shape, written here so the test runs where the data set is absent.
-ROWS = [("Stainless Frying Pan", "A 28 cm non-stick pan for everyday cooking."),
-        ("Rose Eau de Parfum", "A floral scent in a 50 ml glass bottle."),
-        ("Oak Coffee Table", "A low solid-wood table for the living room."),
-        ("Basmati Rice 5 kg", "Long-grain rice in a resealable bag."),
-        ("Leather Ankle Boots", "Women's boots with a block heel."),
-        ("Wireless Earbuds Case", "A charging case that fits most phone earbuds."),
-        ("Aviator Sunglasses", "Metal frames with polarised lenses."),
-        ("Hydrating Face Cream", "A night cream for dry skin."),
-        ("Cotton Oxford Shirt", "A men's long-sleeved button-down shirt."),
-        ("Touring Motorcycle Helmet", "A full-face helmet with a sun visor.")]
 BUDGET = 48  # tokens of thinking: a 192-character region, so that SmolLM2 reaches the bound on some rows
 
 

@@ -141,6 +141,18 @@ def test_the_probe_names_each_engines_silent_failure(stub_kw, options, finding):
     assert finding not in good and ("constraint", "direct/json", "held") in good  # the same engine, healthy
 
 
+def test_a_grammar_that_writes_think_on_a_vllm_thinking_model_is_named_broken_with_where_the_reply_went():
+    """As real vLLM does (tests/test_vllm.py): the layout's literal <think> clashes with the model's own <think>
+    token and the request ends with an empty content; the probe says so instead of "reply: " and nothing."""
+    with EngineStub("vllm") as url:
+        findings = probe(resolve(f"openai:m@{url}/v1?schema_mode=lark&thinking=on&thinking_budget=16"),
+                         [("think_then_answer", "json"), ("direct", "json")])
+    table = {(f.check, f.layout): (f.outcome, f.detail) for f in findings}
+    assert table["constraint", "think_then_answer/json"] == (
+        "broken", "lark sent; the content was empty and no reasoning came back")
+    assert table["constraint", "direct/json"][0] == "held"
+
+
 def test_an_arm_is_labelled_as_the_probe_found_it_and_the_report_shows_the_probe(tmp_path):
     with EngineStub("vllm", ignores={"structured_outputs"}) as url:  # an old vLLM: the grammar ignored, HTTP 200
         res = eval_words(tmp_path, f"openai:m@{url}/v1?schema_mode=lark", "--layouts", "direct,think_then_answer")
@@ -211,3 +223,22 @@ def test_ask_streams_a_servers_reasoning_then_its_answer(tmp_path):
     assert shown.index("<think>hmm") < shown.index("</think>") < shown.index('{"answer": "zebulon"}')
     assert shown.count("hmm") == 12 and "answer = 'zebulon'" in shown
     assert "reasoning 12" in shown  # the server's count, from the last chunk
+
+
+def test_an_error_event_inside_a_streamed_reply_is_handled_as_its_status_not_retried():
+    """vLLM streams a refused request as a 200 whose one event is {"error": {..., "code": 400}}; the client raises
+    a bare APIError. It is the 400 it carries (here: a field refused, one line), not a "bad response" retried."""
+    import httpx
+    import openai
+
+    backend = ft.OpenAICompatible("http://127.0.0.1:9/v1", "m", thinking="on", thinking_budget=16)
+    kwargs = backend.request([{"role": "user", "content": "x"}], None, ft.GenerateOptions())
+    message = ("thinking_token_budget is set but reasoning_config is not configured. Please set --reasoning-parser "
+               "and/or --reasoning-config to use thinking_token_budget.")
+    event = openai.APIError(message, httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"),
+                            body={"message": message, "type": "BadRequestError", "code": 400})
+    failure = backend._failure(event, kwargs)
+    assert isinstance(failure, ft.ConfigError) and "'thinking_token_budget'" in str(failure)
+    assert "--reasoning-parser" in failure.hint
+    busy = openai.APIError("overloaded", httpx.Request("POST", "http://x/v1"), body={"message": "x", "code": 503})
+    assert type(backend._failure(busy, kwargs)).__name__ == "_Retry"

@@ -83,7 +83,8 @@ FIELD_FIXES = {"temperature": "?sampling=0 (sends no temperature or top_p)",
                "max_completion_tokens": "?engine=vllm (or another server engine: sends max_tokens)",
                "seed": "?sampling=0 (sends no seed, temperature or top_p)",
                "reasoning_effort": "leave out ?reasoning_effort",
-               "thinking_token_budget": "?thinking=auto, or the engine that runs the model (?engine=...)",
+               "thinking_token_budget": "?thinking=auto, or start vLLM with --reasoning-parser (e.g. qwen3 or "
+                                        "deepseek_r1), or the engine that runs the model (?engine=...)",
                "thinking_budget_tokens": "?thinking=auto, or the engine that runs the model (?engine=...)",
                "chat_template_kwargs": "?thinking=auto, or the engine that runs the model (?engine=...)",
                "custom_params": "?thinking=auto, or start SGLang with --enable-custom-logit-processor",
@@ -130,7 +131,7 @@ def refused_field(body: str, kwargs: dict[str, Any]) -> str | None:
     """The field a 400 names as unsupported or invalid, where it is one we sent and an option changes it."""
     sent = {*kwargs, *(kwargs.get("extra_body") or {})}
     if not re.search(r"unsupported|not supported|unrecognized|unknown|invalid|does not support|not allowed|"
-                     r"instead|extra", body, re.I):
+                     r"instead|extra|not configured", body, re.I):
         return None
     for field in FIELD_FIXES:
         if field in sent and re.search(rf"['\"`]?\b{re.escape(field)}\b['\"`]?", body):

@@ -89,6 +89,9 @@ def _constraint(backend: Backend, name: str, syntax: str, budget: int) -> list[F
         if apart and ("zebulon" in apart or "quillet" in apart) and not (e.raw or "").strip():
             return [Finding("constraint", where, "broken", f"{declared} sent; the content was empty"),
                     Finding("reasoning apart", where, "in reasoning", "the answer came back in the reasoning")]
+        if not (e.raw or "").strip():  # say where the reply went, not "reply: " and nothing
+            went = f"; {len(apart)} characters came back as reasoning" if apart else " and no reasoning came back"
+            return [Finding("constraint", where, "broken", f"{declared} sent; the content was empty{went}")]
         return [Finding("constraint", where, "broken", f"{declared} sent; reply: {_short(e.raw)}")]
     except (ConfigError, UnreachableError):
         raise  # a misconfigured or unreachable server: the run would stop on its first row with the same line

@@ -320,8 +320,8 @@ class OpenAICompatible(BackendBase):
             return _Retry(f"no answer within {self.timeout:g} s")
         if isinstance(e, openai.APIConnectionError):
             return _Retry(f"connection failed ({_cause(e)})", connection=True)
-        if isinstance(e, openai.APIStatusError):
-            status = e.status_code
+        status = e.status_code if isinstance(e, openai.APIStatusError) else _stream_status(e)
+        if status is not None:
             body = redact(_safe_body(e), self._secrets)
             refused = refused_field(body, kwargs) if status in (400, 422) else None
             if refused:
@@ -331,7 +331,7 @@ class OpenAICompatible(BackendBase):
                 return ConfigError(f"{self.label}: the server rejects schema_mode {self.schema_mode!r} "
                                    f"(HTTP {status}: {body[:160]})", hint=_schema_hint(self.schema_mode))
             if status == 429 or status >= 500:
-                return _Retry(f"HTTP {status}", wait=_retry_after(e.response))
+                return _Retry(f"HTTP {status}", wait=_retry_after(getattr(e, "response", None)))
             if status == 400 and re.search(r"context|too long|exceed", body, re.I):
                 return ContextOverflowError(f"{self.label}: HTTP 400: {body}")
             return BackendError(f"{self.label}: HTTP {status}: {body}", hint=_hint_for(status))
@@ -399,6 +399,14 @@ def _schema_hint(mode: str) -> str:
             "ebnf": "vLLM and SGLang take ebnf with their default xgrammar backend (SGLang: add &engine=sglang); "
                     "llama-server takes gbnf"}.get(mode, "try another ?schema_mode (see the README's engine table), "
                                                         "or none for no constraint")
+
+
+def _stream_status(e: Exception) -> int | None:
+    """The HTTP status an error event inside a streamed 200 carries (vLLM streams a refused request as
+    ``data: {"error": {..., "code": 400}}``), so it is handled as that status, not retried as a bad response."""
+    body = getattr(e, "body", None)
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) and 400 <= code < 600 else None
 
 
 def _retry_after(response: Any) -> float | None:
