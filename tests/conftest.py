@@ -26,12 +26,15 @@ def stub():
 
 @pytest.fixture
 def restore_registries():
-    """Layouts and backends a test registers are gone after it, whatever the test order."""
+    """Layouts, backends and engines a test registers are gone after it, whatever the test order."""
     from firsttoken import backends, layouts
+    from firsttoken.backends import engines
 
-    saved = dict(layouts._REGISTRY), dict(backends._REGISTRY), dict(layouts._REFS), list(backends._DEFAULT)
+    saved = dict(layouts._REGISTRY), dict(backends._REGISTRY), dict(layouts._REFS), list(backends._DEFAULT), \
+        dict(engines._ENGINES)
     yield
-    for registry, before in zip((layouts._REGISTRY, backends._REGISTRY, layouts._REFS), saved):
+    for registry, before in zip((layouts._REGISTRY, backends._REGISTRY, layouts._REFS, engines._ENGINES),
+                                (*saved[:3], saved[4])):
         registry.clear()
         registry.update(before)
     backends._DEFAULT[:] = saved[3]

@@ -14,6 +14,7 @@ honours cuts it, or it was turned off in a way the engine honours.
     EngineStub("openai", refuses={"temperature", "max_tokens"})  # a hosted reasoning model's 400s
     EngineStub("llama-server", r1=True)             # R1-style: the reply closes </think> it never opened
     EngineStub("vllm", delay=0.2)   # each reply takes 0.2 s; counts requests in flight and those the client dropped
+    EngineStub("vllm", ignores={"continue_final_message"})  # answers a new turn after a partial assistant message
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import firsttoken as ft
-from firsttoken.backends._probe import Probe
+from firsttoken.experiments._probe import Probe
 
 REASONING_WORDS = 120
 FREE = "I will not answer."
@@ -73,6 +74,8 @@ class EngineStub:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                if self.path.endswith("/tokenize"):  # a word a token, in each engine's request and reply shape
+                    return self.tokenize(body)
                 stub.bodies.append(body)
                 if stub.delay and not stub.waited(self.connection):
                     return  # the client went away while the "model" was generating
@@ -81,6 +84,19 @@ class EngineStub:
                     return self.stream(reply)
                 data = json.dumps(reply).encode()
                 self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def tokenize(self, body: dict[str, Any]) -> None:
+                text = body.get("prompt") if stub.engine == "vllm" else body.get("content")
+                found = stub.engine in ("vllm", "llama-server") and self.path == "/tokenize" and text is not None
+                tokens = list(range(len(text.split()))) if found else []
+                reply = ({"count": len(tokens), "tokens": tokens} if stub.engine == "vllm" else {"tokens": tokens}) \
+                    if found else {"error": "not found"}
+                data = json.dumps(reply).encode()
+                self.send_response(200 if found else 404)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
@@ -177,6 +193,16 @@ class EngineStub:
                 extra = " Use 'max_completion_tokens' instead." if field == "max_tokens" else ""
                 return 400, {"error": {"message": f"Unsupported parameter: '{field}' is not supported with this "
                                                   f"model.{extra}", "type": "invalid_request_error", "param": field}}
+        messages = body.get("messages") or []
+        if messages and messages[-1].get("role") == "assistant":  # a partial assistant message to go on from
+            continues = self.engine == "llama-server" or (self._honoured(body, "continue_final_message")
+                                                          and body["continue_final_message"] is True)
+            content = (" 5, 6" if self.engine != "llama-server" else "1, 2, 3, 4, 5, 6") if continues \
+                else "1, 2"  # llama-server returns the message it continued first, as the real one does
+            return 200, {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                         "choices": [{"index": 0, "finish_reason": "length",
+                                      "message": {"role": "assistant", "content": content}}],
+                         "usage": {"prompt_tokens": 20, "completion_tokens": 8}}
         words = self._thinking(body)
         reasoning = " ".join(["hmm"] * words) if words else None
         target = _layout_of(body)

@@ -11,7 +11,7 @@ import pytest
 
 import firsttoken as ft
 from firsttoken._options import GenerateOptions
-from firsttoken.backends._probe import Probe
+from firsttoken.experiments._probe import Probe
 
 from .engines import EngineStub
 from .servers import FaultProxy

@@ -4,6 +4,7 @@ methods, batches yielded as they finish, the call cache as a backend."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -12,7 +13,7 @@ import firsttoken as ft
 from firsttoken.backends import check_spec, model_key, resolve
 
 from .signatures import Arithmetic
-from .helpers import write_sums
+from .helpers import ROOT, cli, write_sums
 
 
 class Toy(ft.BackendBase):
@@ -156,7 +157,7 @@ def test_unknown_specs_name_the_registered_prefixes(restore_registries):
 class Slow(ft.BackendBase):
     """Finishes request i after (n - i) ticks: the last request is the first done."""
 
-    parallel = 4
+    options = ft.BackendOptions(parallel=4)  # four requests at once
 
     def generate(self, request):
         import time
@@ -257,3 +258,50 @@ def test_completed_many_refuses_predictors_of_different_models():
     p, q = (ft.Predictor(Arithmetic, layout="direct", model=Toy()) for _ in range(2))
     with pytest.raises(ft.ConfigError, match="different models"):
         list(completed_many([(p, {"question": "1+1"}), (q, {"question": "1+1"})]))
+
+
+def test_a_plugin_that_still_declares_parallel_as_an_attribute_keeps_it_with_a_warning():
+    """Before options were every backend's configuration, a backend said ``parallel = 4``; that still runs four at
+    once, and warns with the one line that replaces it."""
+    with pytest.warns(DeprecationWarning, match=r"options = ft.BackendOptions\(parallel=4\)"):
+        class Old(Slow):
+            parallel = 4
+            options = ft.BackendOptions()
+
+    assert Old().options.parallel == 4
+
+
+def test_a_backend_published_by_another_package_is_named_from_the_shell(tmp_path):
+    """A package that declares ``[project.entry-points."firsttoken.backends"] plug = "plug_pkg:Plug"`` (here an
+    installed distribution written by hand: its module and its dist-info, on the path) is found by name:
+    ``firsttoken eval --model plug:x`` from a shell, with its options, no Python import by the user."""
+    site = tmp_path / "site"
+    (site / "plug_pkg").mkdir(parents=True)
+    (site / "plug_pkg" / "__init__.py").write_text(
+        "import json\nimport firsttoken as ft\n\n\n"
+        "class Plug(ft.BackendBase):\n"
+        "    name = 'plug'\n\n"
+        "    class Options(ft.BackendOptions):\n"
+        "        offset: int = 0\n\n"
+        "    def __init__(self, target=''):\n"
+        "        self.target = target\n\n"
+        "    def generate(self, request):\n"
+        "        a, b = request.messages[-1]['content'].split(': ', 1)[1].split('+')\n"
+        "        return ft.Generation(json.dumps({'answer': int(a) + int(b) + self.options.offset}))\n")
+    info = site / "plug_pkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plug-pkg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[firsttoken.backends]\nplug = plug_pkg:Plug\n")
+    data = write_sums(tmp_path / "sums.jsonl", n=3)
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{site}"}
+    res = cli("eval", "--data", str(data), "--inputs", "question", "--output", "answer", "--metric", "numeric",
+              "-m", "plug:x", "-m", "plug:x?offset=1", "--layouts", "direct", "--quiet", "--json",
+              cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    arms = {a["model"]: a for a in json.loads(res.stdout)["arms"]}
+    assert arms["plug:x"]["correct"] == 3 and arms["plug:x?offset=1"]["correct"] == 0
+    (info / "entry_points.txt").write_text("[firsttoken.backends]\nplug = plug_pkg:Missing\n")
+    res = cli("eval", "--data", str(data), "--inputs", "question", "--output", "answer", "-m", "plug:x",
+              "--layouts", "direct", "--quiet", cwd=tmp_path, env=env)
+    assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "plugin 'plug'" in res.stderr and "plug-pkg" in res.stderr

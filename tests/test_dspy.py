@@ -118,9 +118,9 @@ def test_a_setting_the_adapter_cannot_honour_is_one_clear_error():
 def test_async_dspy_runs_on_the_async_client_with_the_constraint_enforced():
     stub = EngineStub("vllm")
     with stub:
-        from firsttoken.backends._probe import Probe
+        from firsttoken.experiments._probe import Probe
 
-        lm = ftd.LM(stub.spec(schema_mode="lark", thinking="off"), cache=False)
+        lm = ftd.LM(stub.spec(schema_mode="lark", model_thinking="off"), cache=False)
 
         class Ask(dspy.Signature):
             __doc__ = Probe.instructions

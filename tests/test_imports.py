@@ -154,7 +154,7 @@ def test_experiments_public_names_are_pinned():
     assert sorted(firsttoken.experiments.__all__) == [
         "Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "dspy_program",
         "evaluate", "file_task", "fixed_n", "html_page", "knee_sentence", "load_demos", "make_config",
-        "markdown", "pair_alpha", "pair_fixed_n", "paired", "plots", "predict_file", "same_file", "show_arm",
+        "markdown", "pair_alpha", "pair_fixed_n", "paired", "plots", "predict_file", "probe", "same_file", "show_arm",
         "simulate", "summarize", "versus", "with_options"]
     for name in firsttoken.experiments.__all__:
         assert getattr(firsttoken.experiments, name) is not None

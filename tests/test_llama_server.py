@@ -11,7 +11,7 @@ import pytest
 
 import firsttoken as ft
 from firsttoken.backends import resolve
-from firsttoken.backends._probe import SLACK, probe
+from firsttoken.experiments._probe import SLACK, probe
 from firsttoken.backends.openai_compat import CHARS_PER_TOKEN
 from firsttoken.layouts import _gbnf
 
@@ -73,8 +73,8 @@ def test_a_thinking_budget_is_honoured_by_llama_server_and_every_answer_parses(t
     """thinking_budget_tokens per request: the model's own reasoning (returned apart) stays within the budget plus
     a closing tag's slack on 10 rows, and the answer after it parses (the grammar starts after </think>)."""
     budget = 16
-    backend = resolve(f"openai:smollm2@{thinking_server}/v1?engine=llama-server&schema_mode=gbnf&thinking=on"
-                      f"&thinking_budget={budget}&max_retries=0")
+    backend = resolve(f"openai:smollm2@{thinking_server}/v1?engine=llama-server&schema_mode=gbnf&model_thinking=on"
+                      f"&model_thinking_tokens={budget}&max_retries=0")
     predictor = ft.Predictor(Products, layout="direct", model=backend)
     used = []
     for item_name, item_description in ROWS:
@@ -84,5 +84,9 @@ def test_a_thinking_budget_is_honoured_by_llama_server_and_every_answer_parses(t
         used.append(smol.count_tokens(pred.generation.reasoning))
     print("reasoning tokens per row:", used)
     assert max(used) <= budget + SLACK, used
+    text = "Let me think: a pan is for cooking, so kitchen-accessories."
+    assert backend.count_tokens(text) == smol.count_tokens(text) and backend.counts_exactly  # its /tokenize
     findings = {(f.check, f.outcome) for f in probe(backend, [("direct", "json")])}
-    assert ("constraint", "held") in findings and ("budget", "held") in findings
+    assert ("constraint", "held") in findings and ("model thinking tokens", "held") in findings
+    # llama-server continues a final assistant message by default, returning it first (the probe strips it)
+    assert ("continuation", "continues") in findings

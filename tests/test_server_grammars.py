@@ -13,8 +13,10 @@ import pytest
 
 import firsttoken as ft
 from firsttoken._options import GenerateOptions
+from firsttoken.backends import resolve
 from firsttoken.layouts import _gbnf
 
+from .engines import EngineStub
 from .grammar import accepts, gbnf_accepts, gbnf_reader
 from .servers import start_stub
 from .signatures import EXAMPLES, Everything, Products, builtin_arms, least, reasoning_for
@@ -160,7 +162,7 @@ def test_json_modes_carry_only_json_layouts_and_say_so(recorder):
 def test_an_unknown_engine_is_refused_with_the_choices():
     with pytest.raises(ft.ConfigError, match="engine 'tgi'") as info:
         ft.OpenAICompatible("http://127.0.0.1:9/v1", "m", schema_mode="lark", engine="tgi")
-    assert "vllm, sglang, llama-server, ollama, openai" in info.value.hint
+    assert "use one of vllm, sglang, llama-server, ollama, openai" in str(info.value)
 
 
 # --- honest labels --------------------------------------------------------------------------------------
@@ -239,3 +241,67 @@ def test_an_arm_enforced_by_our_gbnf_is_a_new_arm_when_that_grammar_changes(monk
     now = [_identity.call_hash("m", [], "lark", options, _identity.grammar_version(e)) for e in ("gbnf", "lark")]
     assert calls[0] != now[0] and calls[1] == now[1]
     assert _identity.call_hash("m", [], "lark", options) == now[1]  # no GBNF: the hash as before this field
+
+
+def test_a_new_engine_is_one_class_and_a_registration(restore_registries):
+    """An engine that takes its grammar and its thinking budget in fields of its own: one subclass of Engine,
+    registered, and ``?engine=`` shapes requests through it (the transport, retries and schema modes unchanged)."""
+    from firsttoken.backends.engines import Engine, register_engine
+
+    @register_engine
+    class Mine(Engine):
+        name = "mine"
+        budget_field = "max_thinking"
+
+        def grammar_fields(self, mode, text):
+            return {"my_grammar": {"syntax": mode, "text": text}}
+
+    backend = resolve("openai:m@http://127.0.0.1:9/v1?engine=mine&schema_mode=lark&model_thinking=on"
+                      "&model_thinking_tokens=8")
+    sent = backend.request([{"role": "user", "content": "x"}], ft.get_layout("direct").constraint(Products),
+                           ft.GenerateOptions())
+    extra = sent["extra_body"]
+    assert extra["max_thinking"] == 8 and extra["chat_template_kwargs"] == {"enable_thinking": True}
+    assert extra["my_grammar"]["syntax"] == "lark" and extra["my_grammar"]["text"].startswith("%llguidance")
+    assert backend.takes_budget and "structured_outputs" not in extra
+
+
+def test_an_option_added_to_the_server_backend_reaches_the_spec_the_flag_and_the_request(tmp_path, monkeypatch,
+                                                                                         restore_registries):
+    """One field in Options (and the line of request() that sends it): ``?top_k=`` and ``--model-option top_k=``
+    reach it, typed, with nothing else touched; it is part of the model's identity."""
+    from typer.testing import CliRunner
+
+    from firsttoken.cli import app
+
+    class TopK(ft.OpenAICompatible):
+        name = "topk"
+
+        class Options(ft.OpenAICompatible.Options):
+            top_k: int | None = None  # the field
+
+        def request(self, messages, constraint, options):
+            kwargs = super().request(messages, constraint, options)
+            if self.options.top_k is not None:  # the line that sends it
+                kwargs.setdefault("extra_body", {})["top_k"] = self.options.top_k
+            return kwargs
+
+    ft.register_backend(TopK)
+    data = tmp_path / "words.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "zebulon"}) + "\n" for i in range(2)))
+    monkeypatch.chdir(tmp_path)
+    stub = EngineStub("vllm", thinks=False)
+    try:
+        for i, extra in enumerate((["-m", f"topk:m@{stub.url}/v1?top_k=20"],
+                                   ["-m", f"topk:m@{stub.url}/v1", "--model-option", "top_k=20"])):
+            res = CliRunner().invoke(app, ["eval", "--data", str(data), "--inputs", "question", "--output", "answer",
+                                           "--labels", "zebulon,quillet", "--layouts", "direct", "--no-probe",
+                                           "--quiet", "--json", "--store", f"s{i}.db", *extra])
+            assert res.exit_code == 0, res.output
+            assert json.loads(res.stdout)["arms"][0]["model"].endswith("?top_k=20")
+    finally:
+        stub.close()
+    assert len(stub.bodies) == 4 and all(b["top_k"] == 20 for b in stub.bodies)
+    bad = CliRunner().invoke(app, ["eval", "--data", str(data), "--inputs", "question", "--output", "answer",
+                                   "-m", f"topk:m@{stub.url}/v1?top_k=many", "--layouts", "direct", "--quiet"])
+    assert bad.exit_code != 0 and "top_k" in str(bad.exception)

@@ -9,8 +9,8 @@ import sqlite3
 import pytest
 
 import firsttoken as ft
-from firsttoken.backends import resolve
-from firsttoken.backends._probe import probe
+from firsttoken.backends import model_key, parse_spec, resolve
+from firsttoken.experiments._probe import Probe, probe
 
 from .engines import REASONING_WORDS, EngineStub
 from .helpers import cli
@@ -31,7 +31,7 @@ def eval_words(tmp_path, spec: str, *extra: str):
 def test_r1_style_replies_parse_and_their_reasoning_is_kept(tmp_path):
     """A template that opens <think> makes the reply close a block it never opened: split, not a parse failure."""
     with EngineStub("llama-server", r1=True) as url:
-        stub_spec = f"openai:m@{url}/v1?engine=llama-server&schema_mode=gbnf&thinking=on&thinking_budget=16"
+        stub_spec = f"openai:m@{url}/v1?engine=llama-server&schema_mode=gbnf&model_thinking=on&model_thinking_tokens=16"
         res = eval_words(tmp_path, stub_spec, "--layouts", "direct")
     assert res.returncode == 0, res.stderr
     arm = json.loads(res.stdout)["arms"][0]
@@ -77,8 +77,8 @@ def test_each_engine_is_sent_its_own_thinking_fields_and_nothing_else(engine):
     stub = EngineStub(engine)
     effort = "&reasoning_effort=low" if engine == "openai" else ""
     try:
-        backend = resolve(stub.spec(schema_mode=mode, thinking="on", thinking_budget=16) + effort)
-        ft.Predictor(ft.backends._probe.Probe, layout="direct", model=backend)(question="q")
+        backend = resolve(stub.spec(schema_mode=mode, model_thinking="on", model_thinking_tokens=16) + effort)
+        ft.Predictor(Probe, layout="direct", model=backend)(question="q")
         body = stub.bodies[-1]
     finally:
         stub.close()
@@ -97,9 +97,9 @@ def test_thinking_off_and_auto_send_what_each_engine_takes():
                         ("ollama", {"reasoning_effort": "none"}), ("openai", {})):
         stub = EngineStub(engine, thinks=False)
         try:
-            ft.Predictor(ft.backends._probe.Probe, layout="direct", model=resolve(stub.spec(thinking="off")))(
+            ft.Predictor(Probe, layout="direct", model=resolve(stub.spec(model_thinking="off")))(
                 question="q")
-            ft.Predictor(ft.backends._probe.Probe, layout="direct", model=resolve(stub.spec()))(question="q")
+            ft.Predictor(Probe, layout="direct", model=resolve(stub.spec()))(question="q")
         finally:
             stub.close()
         sent_off, sent_auto = stub.bodies
@@ -116,9 +116,10 @@ SILENT = [  # (engine stub, its spec options, the finding the probe must report)
      ("constraint", "direct/json", "broken")),
     (dict(engine="ollama", ignores={"response_format"}), dict(schema_mode="json_schema"),
      ("constraint", "direct/json", "broken")),
-    (dict(engine="sglang", ignores={"custom_params"}), dict(schema_mode="ebnf"), ("budget", "-", "exceeded")),
+    (dict(engine="sglang", ignores={"custom_params"}), dict(schema_mode="ebnf"),
+     ("model thinking tokens", "-", "exceeded")),
     (dict(engine="vllm", ignores={"chat_template_kwargs"}), dict(schema_mode="lark"),
-     ("thinking off", "-", "still thinking")),
+     ("model thinking off", "-", "still thinking")),
 ]
 
 
@@ -130,11 +131,11 @@ def test_the_probe_names_each_engines_silent_failure(stub_kw, options, finding):
         healthy = EngineStub(stub.engine)
         try:
             good = {(f.check, f.layout, f.outcome) for f in probe(
-                resolve(healthy.spec(**options, thinking="on", thinking_budget=16)), [("direct", "json")])}
+                resolve(healthy.spec(**options, model_thinking="on", model_thinking_tokens=16)), [("direct", "json")])}
         finally:
             healthy.close()
         found = {(f.check, f.layout, f.outcome) for f in probe(
-            resolve(stub.spec(**options, thinking="on", thinking_budget=16)), [("direct", "json")])}
+            resolve(stub.spec(**options, model_thinking="on", model_thinking_tokens=16)), [("direct", "json")])}
     finally:
         stub.close()
     assert finding in found
@@ -145,7 +146,7 @@ def test_a_grammar_that_writes_think_on_a_vllm_thinking_model_is_named_broken_wi
     """As real vLLM does (tests/test_vllm.py): the layout's literal <think> clashes with the model's own <think>
     token and the request ends with an empty content; the probe says so instead of "reply: " and nothing."""
     with EngineStub("vllm") as url:
-        findings = probe(resolve(f"openai:m@{url}/v1?schema_mode=lark&thinking=on&thinking_budget=16"),
+        findings = probe(resolve(f"openai:m@{url}/v1?schema_mode=lark&model_thinking=on&model_thinking_tokens=16"),
                          [("think_then_answer", "json"), ("direct", "json")])
     table = {(f.check, f.layout): (f.outcome, f.detail) for f in findings}
     assert table["constraint", "think_then_answer/json"] == (
@@ -200,23 +201,24 @@ def test_a_hosted_api_refusing_fields_is_one_line_naming_the_option(tmp_path):
 
 def test_probe_command_prints_its_findings(tmp_path):
     with EngineStub("ollama", ignores={"response_format"}) as url:
-        res = cli("probe", "-m", f"openai:m@{url}/v1?engine=ollama&thinking=off", "--json", cwd=tmp_path)
+        res = cli("probe", "-m", f"openai:m@{url}/v1?engine=ollama&model_thinking=off", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     findings = json.loads(res.stdout)["findings"]
     assert {"check": "constraint", "layout": "direct/json", "outcome": "broken"}.items() <= findings[0].items()
-    assert any(f["check"] == "thinking off" and f["outcome"] == "off" for f in findings)
+    assert any(f["check"] == "model thinking off" and f["outcome"] == "off" for f in findings)
 
 
 def test_bad_thinking_options_are_one_line():
     with pytest.raises(ft.ConfigError, match="thinking='maybe'"):
-        resolve("openai:m@http://127.0.0.1:9/v1?thinking=maybe")
+        resolve("openai:m@http://127.0.0.1:9/v1?model_thinking=maybe")
     with pytest.raises(ft.ConfigError, match="extra_body"):
         resolve("openai:m@http://127.0.0.1:9/v1?extra_body={broken")
 
 
 def test_ask_streams_a_servers_reasoning_then_its_answer(tmp_path):
     with EngineStub("vllm") as url:
-        res = cli("ask", "which word?", "-m", f"openai:m@{url}/v1?schema_mode=lark&thinking=on&thinking_budget=12",
+        res = cli("ask", "which word?", "-m",
+                  f"openai:m@{url}/v1?schema_mode=lark&model_thinking=on&model_thinking_tokens=12",
                   "--layout", "direct", "-o", "answer:zebulon|quillet", cwd=tmp_path)
         assert res.returncode == 0, res.stderr
     shown = res.stdout
@@ -231,7 +233,7 @@ def test_an_error_event_inside_a_streamed_reply_is_handled_as_its_status_not_ret
     import httpx
     import openai
 
-    backend = ft.OpenAICompatible("http://127.0.0.1:9/v1", "m", thinking="on", thinking_budget=16)
+    backend = ft.OpenAICompatible("http://127.0.0.1:9/v1", "m", model_thinking="on", model_thinking_tokens=16)
     kwargs = backend.request([{"role": "user", "content": "x"}], None, ft.GenerateOptions())
     message = ("thinking_token_budget is set but reasoning_config is not configured. Please set --reasoning-parser "
                "and/or --reasoning-config to use thinking_token_budget.")
@@ -242,3 +244,66 @@ def test_an_error_event_inside_a_streamed_reply_is_handled_as_its_status_not_ret
     assert "--reasoning-parser" in failure.hint
     busy = openai.APIError("overloaded", httpx.Request("POST", "http://x/v1"), body={"message": "x", "code": 503})
     assert type(backend._failure(busy, kwargs)).__name__ == "_Retry"
+
+
+def test_the_model_s_own_thinking_options_have_names_of_their_own_and_the_old_ones_still_mean_the_same(tmp_path):
+    """model_thinking / model_thinking_tokens (the server model's own thinking) cannot be confused with a layout's
+    reasoning budget (--thinking-budgets); thinking / thinking_budget still work, with one note line, and name the
+    same model: the same identity, so the same arm ids and call hashes as stores made under the old names."""
+    new = "openai:m@http://127.0.0.1:9/v1?model_thinking=on&model_thinking_tokens=16"
+    old = "openai:m@http://127.0.0.1:9/v1?thinking=on&thinking_budget=16"
+    with pytest.warns(FutureWarning, match="option thinking_budget is now model_thinking_tokens"):
+        assert model_key(old) == model_key(new) == "openai:m@http://127.0.0.1:9/v1?thinking=on&thinking_budget=16"
+    assert parse_spec(new).set("thinking", "off").options.model_thinking == "on"  # set by the spec: kept
+    plain = parse_spec("openai:m@http://127.0.0.1:9/v1")
+    with pytest.warns(FutureWarning):
+        assert plain.set("thinking_budget", 8).options.model_thinking_tokens == 8  # --model-option, old name
+    with pytest.raises(ft.ConfigError, match="same option"), pytest.warns(FutureWarning):
+        parse_spec(old + "&model_thinking_tokens=4")
+    with EngineStub("vllm") as url:
+        res = cli("probe", "-m", f"openai:m@{url}/v1?schema_mode=lark&thinking=on&thinking_budget=16",
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 2 and "thinking is now model_thinking" in notes[0], res.stderr
+    assert "model thinking tokens" in res.stdout
+
+
+def test_the_probe_says_whether_the_server_continues_a_partial_assistant_message():
+    """The building block of closing a reasoning region by continuation: vLLM is sent continue_final_message and
+    continues; one that ignores it starts a new turn; llama-server continues by default; a hosted API is never
+    asked (not offered). Each engine's fields are its own (engines.py)."""
+    def continuation(stub, **options):
+        with stub:
+            backend = resolve(stub.spec(**options))
+            found = [f for f in probe(backend, []) if f.check == "continuation"]
+        return found[0].outcome, stub.bodies[-1]
+
+    outcome, body = continuation(EngineStub("vllm"))
+    assert outcome == "continues" and body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    assert body["messages"][-1] == {"role": "assistant", "content": "1, 2, 3, 4,"}
+    assert continuation(EngineStub("vllm", ignores={"continue_final_message"}))[0] == "new turn"
+    outcome, body = continuation(EngineStub("llama-server"))  # it repeats the message, then goes on
+    assert outcome == "continues" and "continue_final_message" not in body
+    with EngineStub("openai") as url:
+        found = [f for f in probe(resolve(f"openai:m@{url}/v1?engine=openai"), []) if f.check == "continuation"]
+    assert [f.outcome for f in found] == ["not offered"]
+
+
+def test_reasoning_the_server_does_not_count_is_counted_in_its_own_tokenizer_where_it_has_one():
+    """vLLM and llama-server have a tokenize endpoint: reasoning tokens the reply does not report are counted there
+    (exact, not marked estimated); an engine without one (Ollama) falls back to the estimate, marked so, and is
+    asked once."""
+    with EngineStub("vllm", thinks=False) as url:
+        backend = resolve(f"openai:m@{url}/v1?schema_mode=lark")
+        assert backend.count_tokens("one two three") == 3 and backend.counts_exactly
+    with EngineStub("llama-server", thinks=False) as url:
+        assert resolve(f"openai:m@{url}/v1?engine=llama-server").count_tokens("a b c d") == 4
+    with EngineStub("ollama", thinks=False) as url:
+        backend = resolve(f"openai:m@{url}/v1?engine=ollama")
+        assert backend.count_tokens("one two three four five six seven eight") == 10  # 40 characters / 4
+        assert not backend.counts_exactly
+    with EngineStub("vllm", thinks=False) as url:  # a server whose tokenize fails: estimated, not asked again
+        backend = resolve(f"openai:m@{url}/v1")
+        backend.base_url = backend.base_url.replace("/v1", "/nowhere/v1")
+        assert backend.count_tokens("one two three") == 4 and not backend.counts_exactly

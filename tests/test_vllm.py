@@ -19,7 +19,7 @@ import pytest
 
 import firsttoken as ft
 from firsttoken.backends import resolve
-from firsttoken.backends._probe import SLACK, observed, probe
+from firsttoken.experiments._probe import SLACK, observed, probe
 
 from .helpers import cli
 from .servers import start_vllm, stop_vllm
@@ -87,15 +87,18 @@ def test_the_probe_finds_every_layout_held_under_ebnf_on_vllm_s_default_backend(
     probe: on 2 CPU cores xgrammar takes minutes over a reply whose region has a character bound of a few hundred
     (answer_then_explain at a 48-token budget ran past the 120 s timeout), so the rows run under guidance."""
     backend = ft.OpenAICompatible(f"{xgrammar}/v1", "smollm2", schema_mode="ebnf", max_retries=0, timeout=300)
-    table = {tuple(f.layout.split("/")): f.outcome for f in probe(backend) if f.check == "constraint"}
+    findings = probe(backend, builtin_arms())  # the layouts firsttoken ships (other tests may register more)
+    table = {tuple(f.layout.split("/")): f.outcome for f in findings if f.check == "constraint"}
     print("ebnf", {"/".join(k): v for k, v in table.items()})
     assert table == EXPECTED["ebnf"]
 
 
 def check_every_layout(url: str, mode: str) -> None:
     backend = ft.OpenAICompatible(f"{url}/v1", "smollm2", schema_mode=mode, max_retries=0, parallel=10)
-    findings = [f.to_dict() for f in probe(backend)]
+    findings = [f.to_dict() for f in probe(backend, builtin_arms())]
     table = {tuple(f["layout"].split("/")): f["outcome"] for f in findings if f["check"] == "constraint"}
+    # continue_final_message: the partial assistant message went on (the building block of closing a region)
+    assert [f["outcome"] for f in findings if f["check"] == "continuation"] == ["continues"]
     print(mode, {"/".join(k): v for k, v in table.items()})
     assert table == EXPECTED[mode]
     for name, syntax in builtin_arms():
@@ -114,13 +117,13 @@ def check_every_layout(url: str, mode: str) -> None:
 
 
 def test_the_model_s_own_thinking_budget_holds_and_the_answer_after_it_parses(think, smol):
-    """``?thinking=on&thinking_budget=B``: vLLM's thinking_token_budget closes the reasoning (which SmolLM2 would
+    """``?model_thinking=on&model_thinking_tokens=B``: vLLM's thinking_token_budget closes the reasoning (which SmolLM2 would
     never close) within B + a closing tag's slack, the reasoning comes back apart, and the grammar, applied after
     the reasoning, makes the answer parse on every row."""
     budget = 16
     # SmolLM2 often ends its turn inside the reasoning (an empty reply: no answer was ever asked of it); vLLM's
     # min_tokens keeps it going until the budget closes the reasoning, which is what this test is about.
-    backend = resolve(f"openai:smollm2@{think}/v1?schema_mode=lark&thinking=on&thinking_budget={budget}"
+    backend = resolve(f"openai:smollm2@{think}/v1?schema_mode=lark&model_thinking=on&model_thinking_tokens={budget}"
                       f"&max_retries=0&parallel=10&extra_body=" + json.dumps({"min_tokens": budget + 2}))
     predictor = ft.Predictor(Products, layout="direct", model=backend)
     used = []
@@ -128,7 +131,9 @@ def test_the_model_s_own_thinking_budget_holds_and_the_answer_after_it_parses(th
         assert not isinstance(out, Exception), out
         assert out.category in CATEGORIES and out.generation.finish_reason == "stop"
         assert out.generation.reasoning  # apart, in the message's reasoning field
-        used.append(smol.count_tokens(out.generation.reasoning))  # vLLM reports 0: the template opened <think>
+        # vLLM reports 0 reasoning tokens (the template opened <think>): counted with its /tokenize, exactly
+        assert out.usage.reasoning_tokens == smol.count_tokens(out.reasoning) and not out.usage.estimated
+        used.append(out.usage.reasoning_tokens)
     print("reasoning tokens per row:", used)
     assert max(used) <= budget + SLACK, used
 
@@ -139,11 +144,11 @@ def test_the_probe_on_the_thinking_server_says_what_vllm_does(think):
     think_then_answer, whose grammar writes the text ``<think>`` that this tokenizer (like a real thinking model's)
     holds as one added token, which llguidance treats as special: vLLM ends the request, and the probe calls the
     arm broken (the content came back empty) instead of trusting the declared lark."""
-    backend = resolve(f"openai:smollm2@{think}/v1?schema_mode=lark&thinking=on&thinking_budget=16&max_retries=0")
-    findings = probe(backend)
+    backend = resolve(f"openai:smollm2@{think}/v1?schema_mode=lark&model_thinking=on&model_thinking_tokens=16&max_retries=0")
+    findings = probe(backend, builtin_arms())
     table = {(f.check, f.layout): f.outcome for f in findings}
     print(json.dumps([f.to_dict() for f in findings], indent=0))
-    assert table["budget", "-"] == "held" and table["thinking off", "-"] == "off"
+    assert table["model thinking tokens", "-"] == "held" and table["model thinking off", "-"] == "off"
     assert table["constraint", "think_then_answer/json"] == "broken"
     assert observed([f.to_dict() for f in findings], "think_then_answer", "json", "lark") is None
     for name, syntax in (("direct", "json"), ("thoughts_first", "json"), ("work_then_answer", "lines")):
@@ -163,7 +168,7 @@ def test_a_removed_guided_field_is_ignored_by_vllm_and_never_counted_as_a_constr
             ft.GenerateOptions())
         assert not any(k.startswith("guided_") for k in {*sent, *(sent.get("extra_body") or {})}), mode
     findings = probe(backend, [("direct", "json")])
-    assert [(f.check, f.outcome) for f in findings] == [("constraint", "not sent")]
+    assert [(f.check, f.outcome) for f in findings if f.check == "constraint"] == [("constraint", "not sent")]
     gen = backend.generate(ft.Predictor(Products, layout="direct", model=backend).request(rows()[0]))
     assert gen.finish_reason in ("stop", "length")  # accepted with HTTP 200 (an error would have raised)
 
@@ -171,7 +176,7 @@ def test_a_removed_guided_field_is_ignored_by_vllm_and_never_counted_as_a_constr
 def test_a_thinking_budget_sent_to_vllm_without_a_reasoning_parser_stops_with_one_line(plain, tmp_path):
     """vLLM refuses thinking_token_budget without --reasoning-parser: HTTP 400, or inside a streamed 200 as an
     error event (ask streams). Either way one line naming the server flag, never a retried "bad response"."""
-    spec = f"openai:smollm2@{plain}/v1?schema_mode=lark&thinking=on&thinking_budget=16"
+    spec = f"openai:smollm2@{plain}/v1?schema_mode=lark&model_thinking=on&model_thinking_tokens=16"
     backend = resolve(spec)
     request = ft.Predictor(Products, layout="direct", model=backend).request(rows()[0])
     with pytest.raises(ft.ConfigError, match="thinking_token_budget") as refused:
@@ -213,3 +218,10 @@ def test_the_async_client_runs_four_requests_at_once_against_vllm(plain):
     predictor = ft.Predictor(Products, layout="thoughts_first", model=backend, max_thinking_tokens=BUDGET)
     results = asyncio.run(predictor.abatch(rows()))
     assert [outcome(r) for r in results] == ["parsed"] * len(ROWS)
+
+
+def test_text_is_counted_in_vllm_s_own_tokenizer(plain, smol):
+    backend = ft.OpenAICompatible(f"{plain}/v1", "smollm2")
+    for text in ("Let me think: a pan is for cooking, so kitchen-accessories.", "naïve café — 28 cm"):
+        assert backend.count_tokens(text) == smol.count_tokens(text)
+    assert backend.counts_exactly

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from typing import Any
 
-from ._backend import Backend, Generation, Outcome, Request, _foreign, call, guarded_batch
+from ._backend import Backend, Generation, Outcome, Request, _foreign, call, guarded_batch, parallel_of
 from ._errors import FirstTokenError
 
 # backend -> event loop -> its limit of requests at once (a semaphore belongs to one loop)
@@ -34,7 +34,7 @@ _limits_lock = threading.Lock()
 
 def _limit(backend: Backend) -> asyncio.Semaphore:
     loop = asyncio.get_running_loop()
-    size = max(1, int(getattr(backend, "parallel", 1) or 1))
+    size = parallel_of(backend)
     with _limits_lock:
         try:
             per_loop = _limits.setdefault(backend, weakref.WeakKeyDictionary())

@@ -73,7 +73,7 @@ class Generation:
 @runtime_checkable
 class Backend(Protocol):
     label: str
-    parallel: int
+    options: BackendOptions  # its configuration; options.parallel: rows it runs at once
 
     def generate(self, request: Request) -> Generation: ...
 
@@ -86,19 +86,27 @@ class BackendBase:
     """Defaults for the protocol's optional parts; subclass it and implement ``generate``."""
 
     label = "backend"
-    parallel = 1
     name: ClassVar[str] = "backend"  # the spec prefix it is registered under
     Options: ClassVar[type[BackendOptions]] = BackendOptions  # its spec options (none by default)
     options: BackendOptions = BackendOptions()  # the options it was built with (``from_spec``)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("parallel")
+        if isinstance(legacy, int) and not isinstance(legacy, bool):  # the attribute options.parallel replaced
+            import warnings
+
+            warnings.warn(f"{cls.__name__}.parallel = {legacy}: say options = ft.BackendOptions(parallel={legacy}) "
+                          f"(or a field of your Options); the attribute is read this once", DeprecationWarning,
+                          stacklevel=2)
+            cls.options = cls.options.model_copy(update={"parallel": legacy})
+
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> Any:
-        """The backend a parsed spec names: ``cls(target)`` with ``options`` (and ``parallel``, where the
-        options have it) set, labelled with the spec's identity. Override it to pass options to a constructor."""
+        """The backend a parsed spec names: ``cls(target)`` with ``options`` set, labelled with the spec's
+        identity. Override it to pass options to a constructor."""
         backend = cls(spec.target)  # type: ignore[call-arg]
         backend.options, backend.label = spec.options, spec.key
-        if "parallel" in type(spec.options).model_fields:
-            backend.parallel = spec.options.parallel  # type: ignore[attr-defined]
         return backend
 
     @classmethod
@@ -127,6 +135,13 @@ class BackendBase:
     def enforcement(self, constraint: Constraint | None) -> str | None:
         """None: a backend that does not say what it enforces is taken to enforce nothing (prompt-only)."""
         return None
+
+
+def parallel_of(backend: Backend) -> int:
+    """How many requests ``backend`` runs at once: its ``options.parallel`` (an object that implements the
+    protocol without options runs one at a time)."""
+    options = getattr(backend, "options", None)
+    return options.parallel if isinstance(options, BackendOptions) else 1
 
 
 def enforcement(backend: Backend, constraint: Constraint | None) -> str | None:
@@ -163,7 +178,7 @@ def run_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
         except FirstTokenError as e:
             return i, e
 
-    workers = max(1, int(getattr(backend, "parallel", 1) or 1))
+    workers = parallel_of(backend)
     if workers == 1:
         for i in range(len(requests)):
             yield one(i)

@@ -144,7 +144,8 @@ class Predictor:
             if text:
                 count = getattr(self.model, "count_tokens", None)
                 reasoning = count(text) if count else estimate_tokens(text)
-                estimated = True
+                # counted in the model's own tokenizer (a server's tokenize endpoint) is not an estimate
+                estimated = estimated or not (count and getattr(self.model, "counts_exactly", False))
             else:
                 reasoning = 0
         reasoning = min(reasoning, completion)

@@ -19,25 +19,56 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ._errors import ConfigError
 
-if TYPE_CHECKING:
-    from ._backend import Backend
-
 _FETCH_ONLY = "fetch_only"
+_IDENTITY_NAME = "identity_name"
+
+
+class DeprecatedSpelling(FutureWarning):
+    """An option given by its old name (the command line prints it as one ``note:`` line)."""
+
+
+def fetch_only(default: Any, **kwargs: Any) -> Any:
+    """A field that changes how replies are fetched, never what they say: left out of a model's identity."""
+    return Field(default, json_schema_extra={_FETCH_ONLY: True}, **kwargs)
 
 
 class BackendOptions(BaseModel):
-    """A backend's spec options. Subclass it as the backend's ``Options``; every field is identity unless it is
-    declared with ``fetch_only(...)``. A dict or list field takes JSON text in a spec (``?extra_body={...}``)."""
+    """A backend's spec options, and its configuration: subclass it as the backend's ``Options``; every field is
+    identity unless it is declared with ``fetch_only(...)``. A dict or list field takes JSON text in a spec
+    (``?extra_body={...}``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # old option name -> its new name: the old spelling still works, with a one-line note (DeprecatedSpelling)
+    renamed: ClassVar[dict[str, str]] = {}
+
+    # rows run at once: how replies are fetched, never what they say. Every backend has it; one whose rows
+    # run one at a time whatever is asked (the default generate_batch at 1) simply keeps the default.
+    parallel: int = fetch_only(1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, values: Any) -> Any:
+        if not isinstance(values, dict) or not cls.renamed or not set(values) & set(cls.renamed):
+            return values
+        out = dict(values)
+        for old, new in cls.renamed.items():
+            if old in out:
+                if new in out:
+                    raise ValueError(f"{old} and {new} are the same option: give {new} alone")
+                warnings.warn(f"option {old} is now {new} (same meaning, same identity); {old} still works",
+                              DeprecatedSpelling, stacklevel=2)
+                out[new] = out.pop(old)
+        return out
 
     @field_validator("*", mode="before")
     @classmethod
@@ -51,9 +82,15 @@ class BackendOptions(BaseModel):
         return value
 
 
-def fetch_only(default: Any, **kwargs: Any) -> Any:
-    """A field that changes how replies are fetched, never what they say: left out of a model's identity."""
-    return Field(default, json_schema_extra={_FETCH_ONLY: True}, **kwargs)
+def identity_name(default: str | None = None, **kwargs: Any) -> Any:
+    """A field whose identity keeps an older name: a renamed option still means the same model (the same arm ids
+    and call hashes as the stores made under the old name)."""
+    return Field(default, json_schema_extra={_IDENTITY_NAME: kwargs.pop("name")}, **kwargs)
+
+
+def _key_name(options: type[BackendOptions], name: str) -> str:
+    extra = options.model_fields[name].json_schema_extra
+    return str(extra.get(_IDENTITY_NAME, name)) if isinstance(extra, dict) else name
 
 
 def is_fetch_only(options: type[BackendOptions], name: str) -> bool:
@@ -92,9 +129,11 @@ class ModelSpec:
     @property
     def key(self) -> str:
         """The model's identity: what can change a reply (fetch-only options and secrets left out)."""
-        defaults = type(self.options)()
-        kept = {k: _text(getattr(self.options, k)) for k in sorted(type(self.options).model_fields)
-                if not is_fetch_only(type(self.options), k) and getattr(self.options, k) != getattr(defaults, k)}
+        cls = type(self.options)
+        defaults = cls()
+        kept = {_key_name(cls, k): _text(getattr(self.options, k)) for k in cls.model_fields
+                if not is_fetch_only(cls, k) and getattr(self.options, k) != getattr(defaults, k)}
+        kept = dict(sorted(kept.items()))
         target = self.backend.public_target(self.target)
         return self._prefix(target + (f"?{urlencode(kept)}" if kept else ""))
 
@@ -104,19 +143,25 @@ class ModelSpec:
     def set(self, name: str, value: Any) -> ModelSpec:
         """This spec with option ``name`` set to ``value``, where its backend has that option and the spec did
         not set it; otherwise unchanged."""
-        if name not in type(self.options).model_fields or name in self.options.model_fields_set:
+        new = type(self.options).renamed.get(name, name)
+        if new not in type(self.options).model_fields or new in self.options.model_fields_set:
             return self
+        if new != name:
+            warnings.warn(f"option {name} is now {new} (same meaning, same identity); {name} still works",
+                          DeprecatedSpelling, stacklevel=2)
+            name = new
         values = {k: getattr(self.options, k) for k in self.options.model_fields_set}
         return replace(self, options=make_options(self.backend, {**values, name: value}, self.text))
 
     def takes(self, name: str) -> bool:
-        return name in type(self.options).model_fields
+        return type(self.options).renamed.get(name, name) in type(self.options).model_fields
 
     def check(self) -> None:
         """Fail now, with the fix, if this spec cannot work (nothing is loaded or sent)."""
         self.backend.check_spec(self)
 
-    def build(self) -> Backend:
+    def build(self) -> Any:
+        """The backend (a ``Backend``) this spec names, built: ``backend.from_spec(self)``."""
         return self.backend.from_spec(self)
 
     def enforcement(self, constraint: Any) -> str | None:
@@ -135,20 +180,30 @@ def make_options(backend: type, values: dict[str, Any], spec: str) -> BackendOpt
         if err["type"] == "extra_forbidden":
             message = f"model {spec!r}: unknown option {where!r}"
         else:
-            message = f"model {spec!r}: option {where}={values.get(where)!r}: {err['msg']}"
+            given = next((values[k] for k in (where, *[o for o, n in options_cls.renamed.items() if n == where])
+                          if k in values), None)
+            message = f"model {spec!r}: option {where}={given!r}: {err['msg'].removeprefix('Value error, ')}"
         raise ConfigError(message, hint=f"options of {backend.name}: {names}") from None
 
 
 ALIAS = re.compile(r"([A-Za-z][\w.-]{0,39})=(.+)", re.S)
 
 
-def split_alias(spec: str) -> tuple[str | None, str]:
-    """``SHORT=SPEC`` -> (SHORT, SPEC); a spec without one -> (None, spec)."""
+def parse(spec: str, backends: Mapping[str, type], default: str | None) -> ModelSpec:
+    """The one parser of ``--model`` specs: ``SHORT=``, then ``NAME:`` (a backend in ``backends``) or a target for
+    the ``default`` backend, then ``?option=value&...``, typed by the backend's ``Options``."""
     m = ALIAS.fullmatch(spec)
-    return (m.group(1), m.group(2)) if m else (None, spec)
-
-
-def parse_query(backend: type, target: str, query: str, spec: str, prefixed: bool) -> ModelSpec:
+    if m:
+        return replace(parse(m.group(2), backends, default), alias=m.group(1))
+    name, sep, rest = spec.partition(":")
+    backend = backends.get(name) if sep else None
+    prefixed = backend is not None
+    if backend is None:
+        if default is None:
+            prefixes = ", ".join(f"{n}:" for n in backends)
+            raise ConfigError(f"unknown model {spec!r}", hint=f"use a spec with one of: {prefixes}")
+        backend, rest = backends[default], spec
+    target, _, query = rest.partition("?")
     values: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key in values:

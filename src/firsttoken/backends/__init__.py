@@ -6,20 +6,21 @@
 ``parse_spec(spec)`` turns a ``--model`` spec into a ``ModelSpec`` once (backend class, target, typed
 options; see ``_spec``); everything else works on that: ``.key`` (identity), ``.check()``, ``.build()``,
 ``.enforcement(constraint)``, ``.set(option, value)``. ``resolve(spec)`` builds the backend a spec names.
-``build_backend(name, **kwargs)`` makes one from keyword arguments. Built-in backends register below
+``build_backend(name, **kwargs)`` makes one from keyword arguments. Backends other packages publish in the
+``firsttoken.backends`` entry-point group are registered when a spec first names an unknown prefix
+(``load_plugins``). Built-in backends register below
 through the same call a plugin uses, one line each; heavy libraries (llama_cpp, openai) are imported only
 when a backend is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from .._backend import Backend, BackendBase, Generation, Messages, Request, estimate_tokens
 from .._errors import ConfigError, ModelNotFoundError
 from .._models import CATALOGUE
-from .._spec import BackendOptions, ModelSpec, fetch_only, parse_query, split_alias
+from .._spec import BackendOptions, ModelSpec, fetch_only, parse
 from .llamacpp import LlamaCpp, load
 from .openai_compat import OpenAICompatible
 from .scripted import Scripted
@@ -54,6 +55,7 @@ def build_backend(name: str, **kwargs: Any) -> Backend:
 
 
 def backend_names() -> list[str]:
+    load_plugins()
     return list(_REGISTRY)
 
 
@@ -62,21 +64,39 @@ def spec_prefixes() -> list[str]:
 
 
 def parse_spec(spec: str | ModelSpec) -> ModelSpec:
-    """The one parser of ``--model`` specs (a ``ModelSpec`` is returned as it is)."""
+    """A ``--model`` spec parsed (``_spec.parse``) against the registered backends; a ``ModelSpec`` as it is."""
     if isinstance(spec, ModelSpec):
         return spec
-    alias, spec = split_alias(spec)
-    if alias is not None:
-        return replace(parse_spec(spec), alias=alias)
-    name, sep, rest = spec.partition(":")
-    backend = _REGISTRY.get(name) if sep else None
-    prefixed = backend is not None
-    if backend is None:
-        if not _DEFAULT:
-            raise ConfigError(f"unknown model {spec!r}", hint=f"use a spec with one of: {', '.join(spec_prefixes())}")
-        backend, rest = _REGISTRY[_DEFAULT[0]], spec
-    target, _, query = rest.partition("?")
-    return parse_query(backend, target, query, spec, prefixed)
+    name, sep, _ = spec.partition(":")
+    if sep and name not in _REGISTRY and name.isidentifier():
+        load_plugins()
+    return parse(spec, _REGISTRY, _DEFAULT[0] if _DEFAULT else None)
+
+
+GROUP = "firsttoken.backends"
+_PLUGINS: list[str] = []  # entry points already loaded
+
+
+def load_plugins() -> None:
+    """Register the backends other packages publish in the ``firsttoken.backends`` entry-point group (in their
+    pyproject.toml: ``[project.entry-points."firsttoken.backends"] mine = "mine_pkg:MineBackend"``), so that
+    ``--model mine:...`` works from a shell. Each is loaded once; one that fails to load is one line naming it."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=GROUP):
+        if ep.name in _PLUGINS or ep.name in _REGISTRY:
+            continue
+        _PLUGINS.append(ep.name)
+        try:
+            backend = ep.load()
+        except Exception as e:
+            where = f" (package {ep.dist.name})" if ep.dist is not None else ""
+            raise ConfigError(f"the backend plugin {ep.name!r} = {ep.value!r}{where} failed to load: "
+                              f"{type(e).__name__}: {e}", hint="fix or uninstall that package") from None
+        if getattr(backend, "name", None) != ep.name:
+            raise ConfigError(f"the backend plugin {ep.name!r} = {ep.value!r} is named "
+                              f"{getattr(backend, 'name', None)!r}", hint="its entry point's name must be its name")
+        register_backend(backend)
 
 
 def check_spec(spec: str | ModelSpec) -> ModelSpec:

@@ -36,7 +36,7 @@ from .._backend import BackendBase, Generation, Messages, Outcome, Request, run_
 from .._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, FirstTokenError,
                        ModelNotFoundError)
 from .._options import GenerateOptions
-from .._spec import BackendOptions, ModelSpec, fetch_only
+from .._spec import BackendOptions, ModelSpec, make_options
 from ..layouts import Constraint
 from . import _kernels
 from ._batch import BatchDecoder, Job, common_prefix
@@ -91,14 +91,13 @@ class LlamaCpp(BackendBase):
     name = "llamacpp"
 
     class Options(BackendOptions):
-        # rows decoded together change how rows are scheduled, not the model (replies differ only as llama.cpp's
-        # kernels make greedy text differ with the batch): fetch-only
-        parallel: int = fetch_only(1, ge=1)
+        # parallel (BackendOptions): rows decoded together change how rows are scheduled, not the model (replies
+        # differ only as llama.cpp's kernels make greedy text differ with the batch): fetch-only
         batch_invariant: bool = False  # other kernels: results made with them are kept apart
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> LlamaCpp:
-        return cls(_models.model_path(spec.target), label=spec.target, **spec.options.model_dump())
+        return cls(_models.model_path(spec.target), label=spec.target, options=spec.options)
 
     @classmethod
     def check_spec(cls, spec: ModelSpec) -> None:
@@ -113,7 +112,15 @@ class LlamaCpp(BackendBase):
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, llm: Any = None, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0, verbose: bool = False, label: str | None = None,
-                 parallel: int = 1, batch_invariant: bool = False, **llama_kwargs: Any):
+                 options: BackendOptions | None = None, **keywords: Any):
+        """Keywords that are ``Options`` fields (``parallel``, ``batch_invariant``) build ``options`` (or pass
+        ``options`` whole); the named ones load the model, and any others go to ``llama_cpp.Llama``."""
+        fields = {k: keywords.pop(k) for k in list(keywords) if k in self.Options.model_fields}
+        llama_kwargs = keywords
+        if options is None:
+            options = make_options(type(self), fields, f"LlamaCpp({label or model_path or 'llm'})")
+        self.options: LlamaCpp.Options = options  # type: ignore[assignment]
+        batch_invariant = self.options.batch_invariant
         if (model_path is None) == (llm is None):
             raise ConfigError("LlamaCpp needs exactly one of model_path=... or llm=...",
                               hint="LlamaCpp('model.gguf') or LlamaCpp(llm=llama_cpp.Llama(...))")
@@ -136,12 +143,8 @@ class LlamaCpp(BackendBase):
             label = label or path.name
         else:
             _kernels.tiled_kernel_off()  # before the caller's model computes here, if it has not yet
-        if parallel < 1:
-            raise ConfigError(f"parallel={parallel}: must be 1 or more", hint="parallel=1 decodes one row at a time")
         self.llm = llm
         self.label = with_invariance(label or "llama.cpp model", batch_invariant)
-        self.parallel = parallel
-        self.batch_invariant = batch_invariant
         self.n_ctx, self.n_threads = n_ctx, n_threads or physical_cores()
         self._decoder: Any = None
         self._tokenizer: llguidance.LLTokenizer | None = None
@@ -166,7 +169,7 @@ class LlamaCpp(BackendBase):
                 raise ModelNotFoundError(f"could not fetch {repo_id}/{filename}: {e}",
                                          hint="needs network access and `pip install huggingface-hub`") from None
         backend = cls(llm=llm, label=with_invariance(f"{repo_id}/{filename}", batch_invariant))
-        backend.batch_invariant = batch_invariant  # loaded here, without repacking
+        backend.options = backend.options.model_copy(update={"batch_invariant": batch_invariant})  # loaded here
         return backend
 
     # --- tokens -----------------------------------------------------------------------------------
@@ -240,7 +243,7 @@ class LlamaCpp(BackendBase):
         are one family, decoded as one trace with a fork per budget, at any ``parallel``. Otherwise one at a
         time, in order."""
         families = _families(requests)
-        if self.parallel > 1 and len(requests) > 1:
+        if self.options.parallel > 1 and len(requests) > 1:
             yield from self._batched(requests, list(range(len(requests))), families)
             return
         alone = [i for i in range(len(requests)) if families[i] is None]
@@ -292,7 +295,8 @@ class LlamaCpp(BackendBase):
             self._decoder.close()
             self._decoder = None
         if self._decoder is None:
-            self._decoder = BatchDecoder(self.llm, self.parallel, cells * (self.parallel + 1), self.n_threads,
+            parallel = self.options.parallel
+            self._decoder = BatchDecoder(self.llm, parallel, cells * (parallel + 1), self.n_threads,
                                          unified=False)
         return self._decoder
 

@@ -1,41 +1,24 @@
 """``OpenAICompatible``: any OpenAI-compatible chat endpoint (vLLM, SGLang, Ollama, llama.cpp, hosted APIs).
 
-Built on the official ``openai`` client (or one the caller injects). The client's own retries are off
-(``max_retries=0``): ours are the only ones, with exponential backoff and jitter on 429, 5xx, connection
-errors and timeouts, honouring ``Retry-After``, never on other 4xx. Each failure reaches the caller as a
-``BackendError``; when the server has been unreachable for longer than ``unreachable_after`` seconds, an
-``UnreachableError`` tells a run to stop. The API key is read from ``api_key_env`` and never kept in a
-message, a repr or a store; keyless local servers get a placeholder (the client refuses an empty key).
-
-Server-side constraints (``schema_mode``), because servers differ:
-  json_schema   response_format={"type": "json_schema", ...}      OpenAI, vLLM, SGLang, Ollama
-  json_object   response_format={"type": "json_object", "schema"}  llama-cpp-python's server
-  gbnf          the layout's GBNF in ``grammar``                    llama.cpp's llama-server
-  lark          the layout's Lark (llguidance)                      vLLM (guidance), SGLang (llguidance)
-  ebnf          the layout's GBNF as xgrammar EBNF                  vLLM, SGLang (xgrammar)
-  grammar       the JSON Schema converted to GBNF, in ``grammar``   llama-server (before gbnf; kept for stores)
-  none          no constraint: parse only
-``lark`` and ``ebnf`` go in vLLM's ``structured_outputs.grammar``, or with ``engine="sglang"`` in SGLang's
-``ebnf`` field (Lark prefixed ``%llguidance {}``). ``engine`` (``_engines``) also says how thinking is switched
-and budgeted (``thinking``, ``thinking_budget``, ``reasoning_effort``) and which token-limit field is sent;
-``extra_body`` adds any other field (and wins over ours); ``sampling=False`` sends no temperature, top_p or seed
-(hosted reasoning models refuse them). A 400 naming a field we sent stops the run with one line naming the
-option that changes it. The JSON modes carry only layouts whose reply is one
-JSON object; the grammar modes carry every built-in layout. ``enforced(constraint)`` says what a request
-carries; an arm that asked for a constraint the mode cannot carry is labelled ``prompt-only``.
-A server cannot close a reasoning region early, so a grammar bounds it: at most ``CHARS_PER_TOKEN`` x the
-thinking budget characters, and ``max_tokens`` leaves room for all of them (a token is at least one
-character) plus the answer. Under the JSON modes only ``max_tokens`` bounds it.
-Reasoning delivered apart (``reasoning_content`` / ``reasoning`` / ``thinking``), as a leading ``<think>``
-block, or R1-style (a reply that closes ``</think>`` without opening it) is split off before parsing; its
-token count comes from ``completion_tokens_details.reasoning_tokens`` when the server reports it, otherwise
-it is estimated (and marked so).
+Built on the official ``openai`` client (or one the caller injects), with its own retries off: ours are the only
+ones (backoff with jitter on 429, 5xx, connection errors and timeouts, honouring ``Retry-After``, never other 4xx).
+A failure reaches the caller as a ``BackendError``; a server unreachable for longer than ``unreachable_after``
+seconds stops a run (``UnreachableError``). The API key is read from ``api_key_env`` and never kept in a message,
+a repr or a store. ``schema_mode`` says what a request carries: json_schema / json_object (the JSON layouts), gbnf
+(llama-server), lark and ebnf (vLLM, SGLang), grammar (older: the JSON Schema as GBNF), none. ``engine`` (one class
+each, ``engines``) says where a grammar goes and how the model's own thinking is switched (``model_thinking``,
+``model_thinking_tokens``); ``extra_body`` adds fields (yours win); ``sampling=False`` sends no temperature, top_p
+or seed; a 400 naming a field we sent stops the run with one line naming the option that changes it. An arm whose
+constraint the mode cannot carry is ``prompt-only``. A server cannot close a reasoning region early, so a grammar
+bounds it (``CHARS_PER_TOKEN`` x the budget, characters), and ``max_tokens`` leaves room for all of it plus the
+answer; under the JSON modes only ``max_tokens`` bounds it. Reasoning returned apart, as a leading ``<think>``
+block or R1-style is split off before parsing; its tokens are the server's report, else counted with the server's
+tokenize endpoint where its engine has one (exact), else estimated (and marked so).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import re
@@ -44,21 +27,20 @@ import time
 import weakref
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import field_validator
 
-from .._backend import BackendBase, Generation, Messages, Request
+from .._backend import BackendBase, Generation, Messages, Request, estimate_tokens
 from .._errors import BackendError, ConfigError, ContextOverflowError, UnreachableError
 from .._options import GenerateOptions
-from .._spec import BackendOptions, ModelSpec, fetch_only
+from .._spec import BackendOptions, ModelSpec, fetch_only, identity_name, make_options
 from .._text import redact
 from ..layouts import Constraint
-from ._engines import (ENGINES, FIELD_FIXES, REASONING_FIELDS, THINKING, after_thinking, engine as engine_named,
-                       refused_field, streamed)
+from . import _http
+from .engines import Engine, engine as engine_named, engine_names
 
-SCHEMA_MODES = ("json_schema", "json_object", "gbnf", "lark", "ebnf", "grammar", "none")
 GRAMMAR_MODES = {"gbnf": "gbnf", "lark": "lark", "ebnf": "gbnf"}  # mode -> the layout's grammar dialect
 CHARS_PER_TOKEN = 4  # a server-side region's bound, in characters per token of thinking budget
 _PLACEHOLDER_KEY = "sk-no-key-needed"
@@ -83,7 +65,7 @@ class _Retry(Exception):
 
 
 class OpenAICompatible(BackendBase):
-    """Runs ``parallel`` requests at once (``BackendBase.generate_batch``'s thread pool; on the async path,
+    """Runs ``options.parallel`` requests at once (``BackendBase.generate_batch``'s thread pool; on the async path,
     ``_async``'s limit). ``generate`` and ``agenerate`` drive one retry policy (``_steps``), blocking or awaited.
     Its spec: ``openai:MODEL@URL[?options]`` (``Options``)."""
 
@@ -91,10 +73,14 @@ class OpenAICompatible(BackendBase):
     probes = True  # evaluate probes it once per run: what a server enforces is checked, not assumed
 
     class Options(BackendOptions):
-        schema_mode: str = "json_schema"  # checked by the constructor (its hint names the modes)
-        engine: str = "vllm"  # vllm, sglang, llama-server, ollama, openai (_engines)
-        thinking: str = "auto"  # auto: send nothing; on (with thinking_budget) or off, as the engine takes it
-        thinking_budget: int | None = Field(None, ge=0)  # the model's own thinking, in tokens
+        schema_mode: Literal["json_schema", "json_object", "gbnf", "lark", "ebnf", "grammar", "none"] = "json_schema"
+        engine: str = "vllm"  # a registered engine (engines.py): vllm, sglang, llama-server, ollama, openai
+        # The model's own thinking, switched by the server (not a layout's reasoning region, whose budget is
+        # max_thinking_tokens / --thinking-budgets). Renamed from thinking and thinking_budget: the old names
+        # still work and are still its identity's names.
+        model_thinking: Literal["auto", "on", "off"] = identity_name("auto", name="thinking")  # auto: sends nothing
+        model_thinking_tokens: int | None = identity_name(None, name="thinking_budget", ge=0)
+        renamed: ClassVar[dict[str, str]] = {"thinking": "model_thinking", "thinking_budget": "model_thinking_tokens"}
         reasoning_effort: str | None = None
         sampling: bool = True  # False: no temperature, top_p or seed (hosted reasoning models refuse them)
         extra_body: dict = {}  # any other request field, as JSON; wins over ours
@@ -103,13 +89,22 @@ class OpenAICompatible(BackendBase):
         api_key_env: str = fetch_only("OPENAI_API_KEY")
         timeout: float = fetch_only(120.0, gt=0)
         max_retries: int = fetch_only(4, ge=0)
+        backoff: float = fetch_only(0.5, ge=0)  # the first retry's wait, doubled per retry up to max_backoff
+        max_backoff: float = fetch_only(30.0, ge=0)
         unreachable_after: float = fetch_only(120.0, ge=0)
         deadline: float = fetch_only(300.0, ge=0)
 
+        @field_validator("engine")
+        @classmethod
+        def _registered(cls, value: str) -> str:
+            if value not in engine_names():
+                raise ValueError(f"unknown engine {value!r}: use one of {', '.join(engine_names())}")
+            return value
+
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> OpenAICompatible:
-        model, base = _split_target(spec)
-        return cls(base, model, label=spec.key, **spec.options.model_dump())
+        model, base = _http.split_target(spec)
+        return cls(base, model, label=spec.key, options=spec.options)  # type: ignore[arg-type]
 
     @classmethod
     def check_spec(cls, spec: ModelSpec) -> None:
@@ -122,54 +117,44 @@ class OpenAICompatible(BackendBase):
     @classmethod
     def public_target(cls, target: str) -> str:
         model, _, url = target.partition("@")
-        return f"{model}@{_public(url)}"
+        return f"{model}@{_http.public(url)}"
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
-                 client: Any = None, schema_mode: str = "json_schema", parallel: int = 4, max_retries: int = 4,
-                 backoff: float = 0.5, max_backoff: float = 30.0, unreachable_after: float = 120.0,
-                 deadline: float = 300.0, label: str | None = None, extra_body: dict | None = None,
-                 engine: str = "vllm", thinking: str = "auto", thinking_budget: int | None = None,
-                 reasoning_effort: str | None = None, sampling: bool = True):
-        if schema_mode not in SCHEMA_MODES:
-            raise ConfigError(f"unknown schema_mode {schema_mode!r}", hint=f"use one of: {', '.join(SCHEMA_MODES)}")
-        if engine not in ENGINES:
-            raise ConfigError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
-        if thinking not in THINKING:
-            raise ConfigError(f"thinking={thinking!r}: use one of {', '.join(THINKING)}",
-                              hint="on sends the engine's thinking switch and thinking_budget; off turns it off")
-        if parallel < 1 or max_retries < 0:
-            raise ConfigError("parallel must be >= 1 and max_retries >= 0")
-        self.base_url, self.model, self.schema_mode, self.engine = base_url, model, schema_mode, engine
-        self.parallel, self.max_retries = parallel, max_retries
-        self.backoff, self.max_backoff, self.unreachable_after = backoff, max_backoff, unreachable_after
-        self.timeout, self.extra_body, self.deadline = timeout, dict(extra_body or {}), deadline
-        self.thinking, self.thinking_budget, self.reasoning_effort = thinking, thinking_budget, reasoning_effort
-        self.sampling = sampling
-        self.label = label or f"{model}@{_public(base_url)}"
-        self._secrets = [os.environ.get(api_key_env), urlsplit(base_url).password]  # redacted from every error
+    def __init__(self, base_url: str, model: str, *, client: Any = None, label: str | None = None,
+                 options: BackendOptions | None = None, **settings: Any):
+        """``settings`` are ``Options`` fields (``schema_mode="lark", parallel=8``), or pass ``options`` whole."""
+        self.options: OpenAICompatible.Options = options if options is not None else \
+            make_options(type(self), settings, f"openai:{model}@{_http.public(base_url)}")  # type: ignore[assignment]
+        self.base_url, self.model = base_url, model
+        self.engine: Engine = engine_named(self.options.engine)
+        self.label = label or f"{model}@{_http.public(base_url)}"
+        key_env = self.options.api_key_env
+        self._secrets = [os.environ.get(key_env), urlsplit(base_url).password]  # redacted from every error
         self._down_since: float | None = None
+        self._tokenizes: bool | None = None  # whether the server's tokenize endpoint answers (None: not asked yet)
         self._lock = threading.Lock()
-        self._api_key = os.environ.get(api_key_env) or _PLACEHOLDER_KEY
+        self._api_key = os.environ.get(key_env) or _PLACEHOLDER_KEY
         self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         if client is None:
             try:
                 import openai
             except ImportError:
                 raise ConfigError("the openai client is not installed", hint='pip install "firsttoken[server]"') from None
-            client = openai.OpenAI(base_url=base_url, api_key=self._api_key, timeout=timeout, max_retries=0)
+            client = openai.OpenAI(base_url=base_url, api_key=self._api_key, timeout=self.options.timeout,
+                                   max_retries=0)
         self._client = client
 
     def __repr__(self) -> str:
-        return f"OpenAICompatible({self.label!r}, schema_mode={self.schema_mode!r})"
+        return f"OpenAICompatible({self.label!r}, schema_mode={self.options.schema_mode!r})"
 
     # --- request ----------------------------------------------------------------------------------
     def enforcement(self, constraint: Constraint | None) -> str | None:
         """The schema_mode a request with this constraint carries, or None: nothing is sent (prompt-only)."""
-        if constraint is None or self.schema_mode == "none":
+        mode = self.options.schema_mode
+        if constraint is None or mode == "none":
             return None
-        if self.schema_mode in GRAMMAR_MODES:
-            return self.schema_mode if constraint.grammar is not None else None
-        return self.schema_mode if constraint.json_schema is not None else None
+        if mode in GRAMMAR_MODES:
+            return mode if constraint.grammar is not None else None
+        return mode if constraint.json_schema is not None else None
 
     @staticmethod
     def carries_constraint(kwargs: dict[str, Any]) -> bool:
@@ -178,61 +163,101 @@ class OpenAICompatible(BackendBase):
 
     @property
     def takes_budget(self) -> bool:
-        return engine_named(self.engine).takes_budget
+        return self.engine.takes_budget
 
-    def region_bound(self, options: GenerateOptions) -> int:
-        """The most characters a grammar lets the reasoning region hold."""
+    def region_bound(self, options: GenerateOptions) -> int:  # the most characters a grammar lets a region hold
         return CHARS_PER_TOKEN * options.max_thinking_tokens
 
     def request(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions) -> dict[str, Any]:
         """The keyword arguments of one chat.completions.create call."""
+        o, engine = self.options, self.engine
         mode = self.enforcement(constraint)
         region = constraint is None or constraint.region is not None
         thinking = self.region_bound(options) if mode in GRAMMAR_MODES and region else \
             options.max_thinking_tokens if region else 0
         if constraint is not None and constraint.region is not None:  # a minimum length may outlast the budget
             thinking = max(thinking, constraint.region.least)
-        spec = engine_named(self.engine)
-        native = (self.thinking_budget or 0) if self.thinking == "on" else 0  # the model's own thinking
+        native = (o.model_thinking_tokens or 0) if o.model_thinking == "on" else 0  # the model's own thinking
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
-                                  spec.limit_field: options.max_answer_tokens + thinking + native}
-        if self.sampling:
+                                  engine.limit_field: options.max_answer_tokens + thinking + native}
+        if o.sampling:
             kwargs.update(temperature=options.temperature, top_p=options.top_p, seed=options.seed)
-        extra = spec.thinking_fields(self.thinking, self.thinking_budget, self.reasoning_effort)
+        extra = engine.thinking_fields(o.model_thinking, o.model_thinking_tokens, o.reasoning_effort)
         if mode == "json_schema":
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": constraint.json_schema, "strict": True}}
         elif mode == "json_object":
             kwargs["response_format"] = {"type": "json_object", "schema": constraint.json_schema}
         elif mode == "grammar":
-            extra["grammar"] = _gbnf(constraint.json_schema)
+            extra["grammar"] = _http.gbnf(constraint.json_schema)
         elif mode is not None:
             text = constraint.grammar(GRAMMAR_MODES[mode], self.region_bound(options))
-            if mode == "gbnf" and self.thinking == "on":  # llama-server applies it from the first token
-                text = after_thinking(text, CHARS_PER_TOKEN * (self.thinking_budget or options.max_thinking_tokens))
-            if mode == "lark":
-                text = "%llguidance {}\n" + text
-            if mode == "gbnf":
-                extra["grammar"] = text
-            elif spec.grammar_field == "ebnf":
-                extra["ebnf"] = text
-            else:
-                extra["structured_outputs"] = {"grammar": text}
-        extra.update(self.extra_body)  # the user's fields win
+            own = CHARS_PER_TOKEN * (o.model_thinking_tokens or options.max_thinking_tokens)
+            extra.update(engine.grammar_fields(mode, engine.grammar_text(mode, text, o.model_thinking, own)))
+        extra.update(o.extra_body)  # the user's fields win
         if extra:
             kwargs["extra_body"] = extra
         return kwargs
 
+    # --- tokens ---------------------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        """``text``'s tokens in the server's own tokenizer, where its engine has a tokenize endpoint that answers
+        (``counts_exactly``); otherwise about four characters a token."""
+        count = self._server_count(text) if text else 0
+        return count if count is not None else estimate_tokens(text)
+
+    @property
+    def counts_exactly(self) -> bool:
+        return self.engine.tokenize is not None and self._tokenizes is not False
+
+    def _server_count(self, text: str) -> int | None:
+        import httpx
+
+        if self.engine.tokenize is None or self._tokenizes is False:
+            return None
+        root = self.base_url.rstrip("/").removesuffix("/v1")
+        try:
+            reply = httpx.post(root + self.engine.tokenize, json=self.engine.tokenize_body(self.model, text),
+                               headers={"Authorization": f"Bearer {self._api_key}"}, timeout=self.options.timeout)
+            count = self.engine.token_count(reply.json()) if reply.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            count = None
+        self._tokenizes = self._tokenizes or count is not None  # a server whose first answer failed: not asked again
+        return count
+
+    def continue_message(self, messages: Messages, prefix: str, max_tokens: int = 16) -> Generation:
+        """The model's continuation of an assistant message that starts with ``prefix`` (greedy, unconstrained),
+        sent with the engine's continuation fields; the probe uses it to see whether the server continues the
+        message or starts a new turn. The text is as the server returned it (an engine that echoes the prefix,
+        llama-server, returns it first). ``ConfigError`` if the engine cannot continue a message at all."""
+        fields = self.engine.continuation
+        if fields is None:
+            raise ConfigError(f"engine {self.options.engine} cannot continue an assistant message",
+                              hint="a hosted chat API answers a new turn")
+        kwargs: dict[str, Any] = {"model": self.model, self.engine.limit_field: max_tokens,
+                                  "messages": [*messages, {"role": "assistant", "content": prefix}]}
+        if self.options.sampling:
+            kwargs.update(temperature=0.0, top_p=1.0, seed=0)
+        extra = {**self.engine.thinking_fields(self.options.model_thinking, self.options.model_thinking_tokens,
+                                               self.options.reasoning_effort), **fields, **self.options.extra_body}
+        if extra:
+            kwargs["extra_body"] = extra
+        return self._drive(self._steps(kwargs))
+
     def generate(self, request: Request) -> Generation:
-        steps = self._steps(request)
+        return self._drive(self._steps(self.request(request.messages, request.constraint, request.options)),
+                           request.on_text)
+
+    def _drive(self, steps: Generator[_Send | _Wait, Any, Generation], on_text: Any = None) -> Generation:
+        """The sync driver of ``_steps``: sends and sleeps as it is told."""
         step = next(steps)
-        while True:  # the sync driver of ``_steps``
+        while True:
             try:
                 if isinstance(step, _Wait):
                     time.sleep(step.seconds)
                     step = steps.send(None)
                 else:
-                    step = steps.send(self._attempt(step.kwargs, request.on_text))
+                    step = steps.send(self._attempt(step.kwargs, on_text))
             except _Retry as r:
                 step = steps.send(r)
             except StopIteration as done:
@@ -242,7 +267,7 @@ class OpenAICompatible(BackendBase):
         """``generate`` on the async client: the same request, retries, deadline and errors (``_steps``)."""
         if request.on_text:
             raise ConfigError("streaming (on_text) is not offered on the async path", hint="call generate() for it")
-        steps = self._steps(request)
+        steps = self._steps(self.request(request.messages, request.constraint, request.options))
         step = next(steps)
         while True:  # the async driver of ``_steps``
             try:
@@ -256,11 +281,10 @@ class OpenAICompatible(BackendBase):
             except StopIteration as done:
                 return done.value
 
-    def _steps(self, request: Request) -> Generator[_Send | _Wait, Any, Generation]:
+    def _steps(self, kwargs: dict[str, Any]) -> Generator[_Send | _Wait, Any, Generation]:
         """The one retry policy, free of I/O: yields what to send (and is sent the response, or the ``_Retry``
         that attempt ended in) and how long to wait; returns the Generation. A driver does the sending and
-        waiting (``generate``: blocking; ``agenerate``: awaited)."""
-        kwargs = self.request(request.messages, request.constraint, request.options)
+        waiting (``_drive``: blocking; ``agenerate``: awaited)."""
         retries = 0
         waited = 0.0
         start = time.perf_counter()
@@ -269,16 +293,16 @@ class OpenAICompatible(BackendBase):
             if not isinstance(outcome, _Retry):
                 return self._generation(outcome, time.perf_counter() - start, retries)
             self._note_failure(outcome.connection)
-            if retries >= self.max_retries:
+            if retries >= self.options.max_retries:
                 raise BackendError(f"{self.label}: {outcome.why} (gave up after {retries + 1} attempts)",
                                    hint="the server kept failing; rerun later to retry, or raise max_retries")
-            delay = max(min(self.max_backoff, self.backoff * 2 ** retries) * random.uniform(0.5, 1.5),
+            delay = max(min(self.options.max_backoff, self.options.backoff * 2 ** retries) * random.uniform(0.5, 1.5),
                         outcome.wait or 0.0)
-            if waited + delay > self.deadline:  # the waits of one call are capped, whatever Retry-After says
+            if waited + delay > self.options.deadline:  # the waits of one call are capped, whatever Retry-After says
                 asked = f"the server asked to wait {outcome.wait:g} s; " \
-                    if outcome.wait and outcome.wait > self.deadline - waited else ""
+                    if outcome.wait and outcome.wait > self.options.deadline - waited else ""
                 raise BackendError(f"{self.label}: {outcome.why}; {asked}gave up after {retries + 1} attempts and "
-                                   f"{waited:.0f} s of waiting (deadline {self.deadline:g} s)",
+                                   f"{waited:.0f} s of waiting (deadline {self.options.deadline:g} s)",
                                    hint="rerun later to retry, or raise ?deadline=SECONDS")
             yield _Wait(delay)
             waited += delay
@@ -287,7 +311,7 @@ class OpenAICompatible(BackendBase):
     def _attempt(self, kwargs: dict[str, Any], on_text: Any = None) -> Any:
         """One request; with ``on_text`` it is streamed, reasoning (inside ``<think>``) and text as they come."""
         try:
-            response = streamed(self._client, kwargs, on_text) if on_text else \
+            response = _http.streamed(self._client, kwargs, on_text, self.engine.reasoning_fields) if on_text else \
                 self._client.chat.completions.create(**kwargs)
         except Exception as e:
             raise self._failure(e, kwargs) from None
@@ -309,7 +333,7 @@ class OpenAICompatible(BackendBase):
                 import openai
 
                 client = self._async_clients[loop] = openai.AsyncOpenAI(
-                    base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0)
+                    base_url=self.base_url, api_key=self._api_key, timeout=self.options.timeout, max_retries=0)
         return client
 
     def _failure(self, e: Exception, kwargs: dict[str, Any]) -> Exception:
@@ -317,24 +341,24 @@ class OpenAICompatible(BackendBase):
         import openai
 
         if isinstance(e, openai.APITimeoutError):
-            return _Retry(f"no answer within {self.timeout:g} s")
+            return _Retry(f"no answer within {self.options.timeout:g} s")
         if isinstance(e, openai.APIConnectionError):
-            return _Retry(f"connection failed ({_cause(e)})", connection=True)
-        status = e.status_code if isinstance(e, openai.APIStatusError) else _stream_status(e)
+            return _Retry(f"connection failed ({_http.cause(e)})", connection=True)
+        status = e.status_code if isinstance(e, openai.APIStatusError) else _http.stream_status(e)
         if status is not None:
-            body = redact(_safe_body(e), self._secrets)
-            refused = refused_field(body, kwargs) if status in (400, 422) else None
+            body = redact(_http.safe_body(e), self._secrets)
+            refused = _http.refused_field(body, kwargs) if status in (400, 422) else None
             if refused:
                 return ConfigError(f"{self.label}: the server refuses the field {refused!r} (HTTP {status}: "
-                                   f"{body[:160]})", hint=f"use {FIELD_FIXES[refused]}")
-            if status in (400, 422, 500) and self.carries_constraint(kwargs) and _SCHEMA_REFUSED.search(body):
-                return ConfigError(f"{self.label}: the server rejects schema_mode {self.schema_mode!r} "
-                                   f"(HTTP {status}: {body[:160]})", hint=_schema_hint(self.schema_mode))
+                                   f"{body[:160]})", hint=f"use {self.engine.fix(refused)}")
+            if status in (400, 422, 500) and self.carries_constraint(kwargs) and _http.SCHEMA_REFUSED.search(body):
+                return ConfigError(f"{self.label}: the server rejects schema_mode {self.options.schema_mode!r} "
+                                   f"(HTTP {status}: {body[:160]})", hint=_http.schema_hint(self.options.schema_mode))
             if status == 429 or status >= 500:
-                return _Retry(f"HTTP {status}", wait=_retry_after(getattr(e, "response", None)))
+                return _Retry(f"HTTP {status}", wait=_http.retry_after(getattr(e, "response", None)))
             if status == 400 and re.search(r"context|too long|exceed", body, re.I):
                 return ContextOverflowError(f"{self.label}: HTTP 400: {body}")
-            return BackendError(f"{self.label}: HTTP {status}: {body}", hint=_hint_for(status))
+            return BackendError(f"{self.label}: HTTP {status}: {body}", hint=_http.hint_for(status))
         if isinstance(e, openai.OpenAIError):  # a truncated response body, and the like
             return _Retry(f"bad response ({type(e).__name__})")
         if isinstance(e, ValueError):  # a body that is not JSON (the client parses it with json.loads)
@@ -354,7 +378,7 @@ class OpenAICompatible(BackendBase):
         with self._lock:
             now = time.monotonic()
             self._down_since = self._down_since or now
-            if now - self._down_since > self.unreachable_after:
+            if now - self._down_since > self.options.unreachable_after:
                 raise UnreachableError(f"{self.label} has been unreachable for {now - self._down_since:.0f} s")
 
     def _generation(self, response: Any, seconds: float, retries: int) -> Generation:
@@ -362,7 +386,7 @@ class OpenAICompatible(BackendBase):
         message = choice.message
         text = message.content or ""
         extra = getattr(message, "model_extra", None) or {}
-        reasoning = next((extra[f] for f in REASONING_FIELDS if isinstance(extra.get(f), str) and extra[f]), None)
+        reasoning = self.engine.reasoning(extra)
         if reasoning is None and ((m := _THINK.match(text)) or (m := _R1.match(text))):
             reasoning, text = m.group(1).strip(), text[m.end():]
         usage = response.usage
@@ -374,79 +398,3 @@ class OpenAICompatible(BackendBase):
                           reasoning_tokens=reported or None,  # None: counted from the parsed reasoning
                           seconds=seconds, finish_reason="length" if choice.finish_reason == "length" else "stop",
                           retries=retries, estimated=usage is None)
-
-
-def _gbnf(schema: dict) -> str:
-    try:
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-    except ImportError:
-        raise ConfigError("schema_mode='grammar' converts the JSON Schema with llama-cpp-python",
-                          hint='pip install "firsttoken[local]", or use schema_mode json_schema') from None
-    return json_schema_to_gbnf(json.dumps(schema))
-
-
-# A server that refuses the response_format itself (422; llama-cpp-python's server: 500 with a validation
-# error naming response_format): retrying cannot help, another schema_mode can.
-_SCHEMA_REFUSED = re.compile(r"response_format|json_schema|json_object|grammar|ebnf|structured_outputs|lark", re.I)
-
-
-def _schema_hint(mode: str) -> str:
-    return {"json_schema": "try ?schema_mode=json_object (llama-cpp-python's server) or gbnf (llama.cpp's llama-server)",
-            "json_object": "try ?schema_mode=json_schema (vLLM, SGLang, Ollama, OpenAI) or gbnf (llama-server)",
-            "gbnf": "gbnf is for llama.cpp's llama-server; vLLM and SGLang take lark or ebnf",
-            "lark": "start vLLM with --structured-outputs-config.backend guidance, or SGLang with --grammar-backend "
-                    "llguidance and add &engine=sglang; or try ?schema_mode=ebnf",
-            "ebnf": "vLLM and SGLang take ebnf with their default xgrammar backend (SGLang: add &engine=sglang); "
-                    "llama-server takes gbnf"}.get(mode, "try another ?schema_mode (see the README's engine table), "
-                                                        "or none for no constraint")
-
-
-def _stream_status(e: Exception) -> int | None:
-    """The HTTP status an error event inside a streamed 200 carries (vLLM streams a refused request as
-    ``data: {"error": {..., "code": 400}}``), so it is handled as that status, not retried as a bad response."""
-    body = getattr(e, "body", None)
-    code = body.get("code") if isinstance(body, dict) else None
-    return code if isinstance(code, int) and 400 <= code < 600 else None
-
-
-def _retry_after(response: Any) -> float | None:
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _cause(e: Exception) -> str:
-    inner = e.__cause__ or e.__context__
-    return type(inner).__name__ if inner else type(e).__name__
-
-
-def _safe_body(e: Any) -> str:
-    body = getattr(e, "body", None)
-    if isinstance(body, dict):
-        body = body.get("message") or body.get("error") or body
-    text = body if isinstance(body, str) else json.dumps(body, default=str) if body else e.__class__.__name__
-    return " ".join(text.split())[:300]
-
-
-def _hint_for(status: int) -> str:
-    return {401: "set the API key in the variable named by api_key_env (default OPENAI_API_KEY)",
-            403: "the key lacks access to this model", 404: "check the model name and the base URL (…/v1)",
-            422: "the server rejects this request; try another schema_mode (e.g. json_object for "
-                 "llama-cpp-python's server)"}.get(status, "the server refused the request")
-
-
-def _split_target(spec: ModelSpec) -> tuple[str, str]:
-    """``MODEL@URL`` -> (model, base URL)."""
-    model, sep, url = spec.target.partition("@")
-    if not sep or not model or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"model {spec.text!r}: expected openai:MODEL@URL",
-                          hint="e.g. --model openai:qwen2.5-1.5b@http://127.0.0.1:8000/v1")
-    return model, url
-
-
-def _public(url: str) -> str:
-    """``url`` without user-info (``http://user:KEY@host`` -> ``http://host``): what labels and ids show."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import warnings
 
 from ._app import app
 from . import _core, _experiments  # noqa: F401  (register the commands)
 from .._errors import FirstTokenError
+from .._spec import DeprecatedSpelling
 from .._text import redact, terminal_safe
 
 __all__ = ["app", "main"]
@@ -34,8 +36,22 @@ def _interrupted() -> None:
     os._exit(INTERRUPTED)
 
 
+def _notes() -> None:
+    """An option given by its old name is one ``note:`` line on stderr; other warnings as Python shows them."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+        if issubclass(category, DeprecatedSpelling):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
     debug = bool(os.environ.get("FIRSTTOKEN_DEBUG"))
+    _notes()
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit (130 after Ctrl-C)
     except KeyboardInterrupt:

@@ -13,8 +13,7 @@ from .._predictor import Predictor
 from .._signature import Signature
 from .._text import markup, terminal_safe
 from ..backends import parse_spec, resolve
-from ..backends._probe import probe as run_probe
-from ..experiments import with_options
+from ..experiments import probe as run_probe, with_options
 from ..layouts import get_layout, layout_classes
 from ..tasks import load_signature
 from ._app import app, err, out

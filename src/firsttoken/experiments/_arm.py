@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
-from .._backend import Backend, enforcement
+from .._backend import Backend, enforcement, parallel_of
+from .._errors import ConfigError
 from .._options import GenerateOptions
 from .._predictor import Predictor, layout_signature
 from .._signature import InputField, OutputField, Signature
 from .._spec import ModelSpec
-from ..backends import parse_spec
+from ..backends import check_spec, parse_spec
 from ..layouts import get_layout, layout_names, layout_ref, layout_source, load_layout
 from . import _identity
 
@@ -88,24 +89,73 @@ class _Any(Signature):
 Model = str | ModelSpec | Backend
 
 
-def model_identity(model: Model) -> tuple[str, ModelSpec | Backend]:
-    """(identity, what builds or is the backend): a spec is parsed once; an object is its own source."""
-    if isinstance(model, (str, ModelSpec)):
-        spec = parse_spec(model)
-        return spec.key, spec
-    return getattr(model, "label", None) or type(model).__name__, model
+@dataclass(frozen=True)
+class Source:
+    """A model as a run knows it, whichever way it was given: a spec (parsed once, its backend built when first
+    needed) or a backend object the caller made. What a run asks of a model goes through here, so nothing else
+    branches on which it is."""
+
+    key: str  # the model's identity: a spec's key, or an object's label
+    spec: ModelSpec | None = None
+    given: Backend | None = None
+
+    @classmethod
+    def of(cls, model: Model) -> Source:
+        if isinstance(model, (str, ModelSpec)):
+            spec = parse_spec(model)
+            return cls(spec.key, spec=spec)
+        return cls(getattr(model, "label", None) or type(model).__name__, given=model)
+
+    @property
+    def alias(self) -> str | None:
+        return self.spec.alias if self.spec else None
+
+    @property
+    def backend_class(self) -> type:
+        return self.spec.backend if self.spec else type(self.given)
+
+    @property
+    def parallel(self) -> int:
+        """Rows it runs at once (a spec says so without building its backend)."""
+        return self.spec.options.parallel if self.spec else parallel_of(self.given)  # type: ignore[arg-type]
+
+    def build(self) -> Backend:
+        return self.spec.build() if self.spec else self.given  # type: ignore[return-value]
+
+    def configured(self, parallel: int | None, options: dict[str, Any]) -> Source:
+        """With the run's ``--parallel`` and ``--model-option`` set where a spec's backend has them (checked:
+        fails now, with the fix); a backend object is used as it was made."""
+        if self.spec is None:
+            return self
+        spec = self.spec.set("parallel", parallel) if parallel else self.spec
+        spec = check_spec(with_options(spec, options, every=False))
+        return Source(spec.key, spec=spec)  # an identity option set here makes it another model
+
+    def enforcement(self, constraint: Any) -> str | None:
+        if self.spec is not None:
+            return self.spec.enforcement(constraint)
+        return enforcement(self.given, constraint)  # type: ignore[arg-type]
 
 
-def arm_enforcement(source: ModelSpec | Backend, layout: str, syntax: str, signature: type | None = None) -> str | None:
+def with_options(spec: ModelSpec, options: dict[str, Any], every: bool = True) -> ModelSpec:
+    """``spec`` with each ``--model-option`` its backend has set (where the spec did not set it itself);
+    ``every``: an option the backend does not have is refused."""
+    for name, value in options.items():
+        if spec.takes(name):
+            spec = spec.set(name, value)
+        elif every:
+            raise ConfigError(f"--model-option {name}: model {spec.key!r} has no such option",
+                              hint=f"options of {spec.name}: {', '.join(type(spec.options).model_fields) or 'none'}")
+    return spec
+
+
+def arm_enforcement(source: Source, layout: str, syntax: str, signature: type | None = None) -> str | None:
     """What ``source`` enforces of a constrained (layout, syntax) arm's constraint."""
     the_layout = get_layout(layout, syntax)
-    constraint = the_layout.constraint(layout_signature(signature or _Any, the_layout))
-    if isinstance(source, ModelSpec):
-        return source.enforcement(constraint)
-    return enforcement(source, constraint)
+    return source.enforcement(the_layout.constraint(layout_signature(signature or _Any, the_layout)))
 
 
-def build_grid(task: str, models: Sequence[Model], layouts: Sequence[str] | None, syntaxes: Sequence[str],
+def build_grid(task: str, models: Sequence[Model | Source], layouts: Sequence[str] | None, syntaxes: Sequence[str],
                constrained: Sequence[bool], budgets: Sequence[int | None], demos: list[dict] | None = None,
                signature: type | None = None) -> list[Arm]:
     """Every combination; a layout without a requested syntax uses its own; no duplicate arms. A layout may be
@@ -116,7 +166,8 @@ def build_grid(task: str, models: Sequence[Model], layouts: Sequence[str] | None
     demo_rows = json.dumps(demos or [], default=str)
     arms: list[Arm] = []
     for model in models:
-        key, source = model_identity(model)
+        source = model if isinstance(model, Source) else Source.of(model)
+        key = source.key
         for name in layouts:
             own = get_layout(name).syntaxes
             for syntax in syntaxes:

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from .._backend import Backend, BackendBase, Generation, Outcome, Request, call, enforcement, guarded_batch
+from .._backend import (Backend, BackendBase, Generation, Outcome, Request, call, enforcement, guarded_batch,
+                        parallel_of)
+from .._spec import BackendOptions
 from . import _identity
 from ._store import Store
 
@@ -24,12 +26,16 @@ class Cached(BackendBase):
     def __init__(self, backend: Backend, store: Store, model: str):
         self.inner, self.store, self.model = backend, store, model
         self.label = getattr(backend, "label", model)
-        self.parallel = getattr(backend, "parallel", 1)
+        self.options = BackendOptions(parallel=parallel_of(backend))  # the inner backend's, as fetched
         self._sent: dict[str, Request] = {}  # call hash -> request, for fresh generations not yet recorded
 
     def count_tokens(self, text: str) -> int:
         count = getattr(self.inner, "count_tokens", None)
         return count(text) if count else super().count_tokens(text)
+
+    @property
+    def counts_exactly(self) -> bool:
+        return bool(getattr(self.inner, "counts_exactly", False))
 
     def _hash(self, request: Request) -> str:
         lark = request.constraint.lark if request.constraint else None

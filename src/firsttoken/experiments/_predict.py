@@ -21,7 +21,7 @@ from .. import _types
 from .._errors import BackendError, ConfigError, DataError, FirstTokenError, UnreachableError
 from ..backends import parse_spec, resolve
 from ._apply import find_arm, predictor_for
-from ._runner import with_options
+from ._arm import with_options
 from ._store import Store
 from ..tasks import as_text, check_unique_ids, read_records
 

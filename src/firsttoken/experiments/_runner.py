@@ -24,12 +24,10 @@ from .._backend import Backend
 from .._errors import BackendError, ConfigError, ParseError, UnreachableError
 from .._prediction import Prediction
 from .._predictor import completed_many
-from .._spec import ModelSpec
 from .._text import redact
-from ..backends import check_spec
-from ..backends._probe import observed, probe
+from ._probe import observed, probe
 from ..layouts import layout_names
-from ._arm import Arm, Model, build_grid, model_identity
+from ._arm import Arm, Model, Source, build_grid
 from ._cache import Cached
 from ._config import EvalConfig, make_config
 from ._sequential import run_until_decided
@@ -89,7 +87,7 @@ def evaluate(task: Task, models: Sequence[Model] | None = None, layouts: Sequenc
     db = Store(c.store or default_store(task.name))
     try:
         db.check_definition(task.name, task.definition())
-        aliases = {k: s.alias for k, s in backends.items() if isinstance(s, ModelSpec) and s.alias}
+        aliases = {k: s.alias for k, s in backends.items() if s.alias}
         run_id = db.add_run(task.name, {"models": names, "model_names": aliases,
                                         "layouts": list(c.layouts or layout_names()),
                                         "syntaxes": list(c.syntaxes), "constrained": list(c.constrained),
@@ -123,20 +121,14 @@ def evaluate(task: Task, models: Sequence[Model] | None = None, layouts: Sequenc
         db.close()
 
 
-def _backends(config: EvalConfig) -> dict[str, ModelSpec | Backend]:
-    """Model identity -> its spec (checked, with the run's model options set) or backend object. A
+def _backends(config: EvalConfig) -> dict[str, Source]:
+    """Model identity -> its source (a spec checked, with the run's --parallel and model options set). A
     ``--model-option`` is set on every model whose backend has it; one that no model's backend has is refused."""
-    out: dict[str, ModelSpec | Backend] = {}
-    specs: list[ModelSpec] = []
+    out: dict[str, Source] = {}
     for model in config.models:
-        key, source = model_identity(model)
-        if isinstance(source, ModelSpec):
-            if config.parallel:
-                source = source.set("parallel", config.parallel)
-            source = check_spec(with_options(source, config.model_options, every=False))  # before anything runs
-            specs.append(source)
-            key = source.key  # an identity option set here makes it another model
-        out.setdefault(key, source)
+        source = Source.of(model).configured(config.parallel, config.model_options)
+        out.setdefault(source.key, source)
+    specs = [s.spec for s in out.values() if s.spec is not None]
     for name in config.model_options:
         if specs and not any(s.takes(name) for s in specs):
             known = sorted({f for s in specs for f in type(s.options).model_fields})
@@ -145,24 +137,11 @@ def _backends(config: EvalConfig) -> dict[str, ModelSpec | Backend]:
     return out
 
 
-def with_options(spec: ModelSpec, options: dict[str, Any], every: bool = True) -> ModelSpec:
-    """``spec`` with each ``--model-option`` its backend has set (where the spec did not set it itself);
-    ``every``: an option the backend does not have is refused."""
-    for name, value in options.items():
-        if spec.takes(name):
-            spec = spec.set(name, value)
-        elif every:
-            raise ConfigError(f"--model-option {name}: model {spec.key!r} has no such option",
-                              hint=f"options of {spec.name}: {', '.join(type(spec.options).model_fields) or 'none'}")
-    return spec
-
-
 def _probed(runner: _Runner, arms: list[Arm]) -> dict[str, list[dict[str, str]]]:
     """The probe's findings for each model whose backend asks to be probed (servers), on its arms' layouts."""
     out: dict[str, list[dict[str, str]]] = {}
     for model, source in runner.sources.items():
-        backend_class = source.backend if isinstance(source, ModelSpec) else type(source)
-        if not getattr(backend_class, "probes", False):
+        if not getattr(source.backend_class, "probes", False):
             continue
         layouts = list(dict.fromkeys((a.layout, a.syntax) for a in arms if a.model == model and a.constrained))
         out[model] = [f.to_dict() for f in probe(runner.backend(model), layouts)]
@@ -206,22 +185,18 @@ class _Runner:
     model (arm after arm, so rows sharing a prompt prefix stay together); each row recorded as it finishes.
     A model's backend is built from its spec when it is first needed."""
 
-    def __init__(self, task: Task, db: Store, backends: dict[str, ModelSpec | Backend], progress: Progress | None):
+    def __init__(self, task: Task, db: Store, backends: dict[str, Source], progress: Progress | None):
         self.task, self.db, self.sources, self.progress = task, db, backends, progress
         self.built: dict[str, Backend] = {}
 
     def backend(self, model: str) -> Backend:
         if model not in self.built:
-            source = self.sources[model]
-            self.built[model] = source.build() if isinstance(source, ModelSpec) else source
+            self.built[model] = self.sources[model].build()
         return self.built[model]
 
     def parallel(self, model: str) -> int:
         """How many rows the model runs at once (a spec says so without building its backend)."""
-        source = self.sources[model]
-        value = getattr(source.options, "parallel", 1) if isinstance(source, ModelSpec) else \
-            getattr(source, "parallel", 1)
-        return max(1, int(value or 1))
+        return self.sources[model].parallel
 
     def __call__(self, arms: list[Arm], rows: list[Row]) -> list[dict]:
         progress, db, task = self.progress, self.db, self.task

@@ -9,8 +9,11 @@ at all while thinking, a format ignored, a budget processor that does nothing), 
   hit the probe's token limit first: ``cut`` (not told: the arm keeps what the engine declared).
 * **reasoning apart**: where the reply came back in two parts, the answer must be in the content, not in the
   reasoning (``in reasoning`` otherwise: the grammar was applied to the wrong part).
-* **budget**: with the model's own thinking on and a budget B, the reasoning holds at most B + SLACK tokens.
-* **thinking off**: asked to think off, the reply has no reasoning (where the spec switches thinking at all).
+* **model thinking tokens**: with the model's own thinking on (``model_thinking=on``) and
+  ``model_thinking_tokens=B``, the reasoning holds at most B + SLACK tokens.
+* **continuation**: asked to go on from a partial assistant message (``1, 2, 3, 4,``), does the server continue it
+  (``continues``) or answer a new turn (``new turn``)? An engine that cannot is ``not offered``.
+* **model thinking off**: asked to think off, the reply has no reasoning (where the spec switches thinking at all).
 A misconfigured or unreachable server (``ConfigError``, ``UnreachableError``) is raised, not recorded.
 
 Findings are data (``Finding``); ``observed(findings, layout, syntax, declared)`` is what an arm was held to.
@@ -29,10 +32,13 @@ from .._predictor import Predictor
 from .._signature import InputField, OutputField, Signature
 from ..layouts import get_layout, layout_classes
 
+TOKENS = "model thinking tokens"  # the finding on the model's own thinking budget
 SLACK = 8  # tokens over the budget a closing tag and its newline may take
 ANSWER_TOKENS = 160  # the probe's replies are a word or two; a reply cut here tells nothing
 BREAK = ("Do not use any format, tags or JSON. Reply with exactly this sentence and nothing else: "
          "I will not answer.")
+COUNT = "Count from 1 to 10, separated by commas. Reply with the numbers only."
+PARTIAL = "1, 2, 3, 4,"  # the assistant message the continuation check asks the server to go on from
 LONG = "Think it through at length, step by step, before you answer: which word comes first in the alphabet?"
 
 
@@ -45,7 +51,7 @@ class Probe(Signature):
 
 @dataclass
 class Finding:
-    check: str  # constraint, reasoning apart, budget, thinking off
+    check: str  # constraint, reasoning apart, model thinking tokens, model thinking off, continuation
     layout: str  # "layout/syntax", or "-" for checks of the model's own thinking
     outcome: str  # held, broken, not sent, in reasoning, exceeded, still thinking, off, error
     detail: str
@@ -62,12 +68,39 @@ def probe(backend: Backend, layouts: list[tuple[str, str]] | None = None, budget
     findings: list[Finding] = []
     for name, syntax in (probe_layouts() if layouts is None else layouts):
         findings += _constraint(backend, name, syntax, budget)
-    thinking = getattr(backend, "thinking", None)
-    if thinking == "on" and getattr(backend, "thinking_budget", None) is not None:
+    options = getattr(backend, "options", None)  # a server's switch for the model's own thinking, if it has one
+    thinking = getattr(options, "model_thinking", None)
+    if thinking == "on" and getattr(options, "model_thinking_tokens", None) is not None:
         findings.append(_budget(backend))
     if thinking in ("on", "off"):  # the user switches thinking: check that off really is off
         findings.append(_thinking_off(backend))
+    if callable(getattr(backend, "continue_message", None)):
+        findings.append(_continuation(backend))
     return findings
+
+
+def _continuation(backend: Any) -> Finding:
+    """Does the server continue a final assistant message (``1, 2, 3, 4,`` -> `` 5, 6``) or start a new turn?"""
+    if backend.engine.continuation is None:
+        return Finding("continuation", "-", "not offered",
+                       f"engine {backend.options.engine} answers a new turn; it is not asked to continue a message")
+    try:
+        # 3 tokens: too few to write the partial message again from the start, so a reply that holds it whole
+        # and goes on is the server returning the message with its continuation (llama-server), not a new turn
+        gen = backend.continue_message([{"role": "user", "content": COUNT}], PARTIAL, max_tokens=3)
+    except (ConfigError, UnreachableError):
+        raise
+    except FirstTokenError as e:
+        return Finding("continuation", "-", "error", _short(str(e)))
+    text, echo = gen.text.lstrip(), ""
+    if text.startswith(PARTIAL) and text[len(PARTIAL):].lstrip().startswith("5"):  # the message, then its sequel
+        text, echo = text[len(PARTIAL):].lstrip(), " (the reply repeats the partial message first)"
+    if text.startswith("5"):
+        return Finding("continuation", "-", "continues",
+                       f"the partial message went on: {_short(text, 40)!r}{echo}")
+    if text.startswith("1"):
+        return Finding("continuation", "-", "new turn", f"the reply started over: {_short(text, 40)!r}")
+    return Finding("continuation", "-", "unclear", f"neither went on nor started over: {_short(text, 40)!r}")
 
 
 def _constraint(backend: Backend, name: str, syntax: str, budget: int) -> list[Finding]:
@@ -104,29 +137,29 @@ def _constraint(backend: Backend, name: str, syntax: str, budget: int) -> list[F
 
 
 def _budget(backend: Any) -> Finding:
-    limit = backend.thinking_budget
-    takes = getattr(backend, "takes_budget", True)
-    if not takes:
-        return Finding("budget", "-", "not sent", f"engine {getattr(backend, 'engine', '?')} takes no thinking budget")
+    limit = backend.options.model_thinking_tokens
+    if not getattr(backend, "takes_budget", True):
+        return Finding(TOKENS, "-", "not sent", f"engine {backend.options.engine} takes no model_thinking_tokens")
     gen = _raw(backend, LONG)
     if isinstance(gen, FirstTokenError):
-        return Finding("budget", "-", "error", _short(str(gen)))
+        return Finding(TOKENS, "-", "error", _short(str(gen)))
     used = _reasoning_tokens(backend, gen)
     if used <= limit + SLACK:
-        return Finding("budget", "-", "held", f"{used} reasoning tokens for a budget of {limit}")
-    return Finding("budget", "-", "exceeded", f"{used} reasoning tokens for a budget of {limit} (+{SLACK} allowed)")
+        return Finding(TOKENS, "-", "held", f"{used} reasoning tokens for model_thinking_tokens={limit}")
+    return Finding(TOKENS, "-", "exceeded",
+                   f"{used} reasoning tokens for model_thinking_tokens={limit} (+{SLACK} allowed)")
 
 
 def _thinking_off(backend: Any) -> Finding:
     off = copy.copy(backend)
-    off.thinking = "off"
+    off.options = backend.options.model_copy(update={"model_thinking": "off"})
     gen = _raw(off, LONG)
     if isinstance(gen, FirstTokenError):
-        return Finding("thinking off", "-", "error", _short(str(gen)))
+        return Finding("model thinking off", "-", "error", _short(str(gen)))
     used = _reasoning_tokens(off, gen) if gen.reasoning else 0
     if used == 0:
-        return Finding("thinking off", "-", "off", "no reasoning came back")
-    return Finding("thinking off", "-", "still thinking", f"{used} reasoning tokens with thinking off")
+        return Finding("model thinking off", "-", "off", "no reasoning came back")
+    return Finding("model thinking off", "-", "still thinking", f"{used} reasoning tokens with thinking off")
 
 
 def _raw(backend: Any, question: str) -> Any:
