@@ -147,6 +147,20 @@ def test_html_report_shows_model_text_as_text(tmp_path):
     assert "## sums" in (tmp_path / "report.md").read_text()
 
 
+def test_a_report_leaves_a_current_store_s_file_as_it_was(tmp_path):
+    """A report only reads: a store committed in rollback-journal mode (as results/ are) is not switched to WAL or
+    otherwise rewritten, so it does not show as modified."""
+    data = write_sums(tmp_path / "sums.jsonl", n=3)
+    assert cli(*eval_args(data, "-m", SUM, "--layouts", "direct"), cwd=tmp_path).returncode == 0
+    store = tmp_path / "runs" / "sums.db"
+    with sqlite3.connect(store) as db:
+        db.execute("PRAGMA journal_mode=DELETE")
+    before = store.read_bytes()
+    res = cli("report", "runs/sums.db", "--html", "report.html", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert store.read_bytes() == before and not (tmp_path / "runs" / "sums.db-wal").exists()
+
+
 def test_python_api_returns_the_summary(tmp_path):
     from firsttoken.experiments import evaluate, file_task
 

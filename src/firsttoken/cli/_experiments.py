@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import _models
-from .._errors import ConfigError
+from .._errors import ConfigError, DataError
 from .._text import markup, terminal_safe
 from ..experiments import (Arm, Store, arm_label, dspy_program, evaluate, html_page, load_demos, make_config, markdown,
                            predict_file, same_file, show_arm, summarize)
@@ -252,7 +252,12 @@ def report(store: Path = typer.Argument(..., help="a store written by `firsttoke
         if target is not None and same_file(target, store):
             raise ConfigError(f"{flag} {target} is the store itself: writing there would destroy it",
                               hint=f"give {flag} another file name, e.g. report.html")
-    db = Store(store)
+    try:  # a report reads: a current store is opened read-only (its file untouched); an older one is upgraded
+        db = Store(store, readonly=True)
+    except DataError as e:
+        if "needs upgrading" not in e.message:
+            raise
+        db = Store(store)
     try:
         summaries = [summarize(db, t, margin=margin / 100) for t in db.tasks()]
         if not summaries:
