@@ -59,6 +59,13 @@ def _layout_of(body: dict[str, Any]) -> tuple[str, str] | None:
     return name, syntax
 
 
+def _completion(body: dict[str, Any], message: dict[str, Any], usage: dict[str, Any],
+                finish: str = "stop") -> dict[str, Any]:
+    """A chat completion's body, as the engines send one."""
+    return {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model"),
+            "choices": [{"index": 0, "finish_reason": finish, "message": message}], "usage": usage}
+
+
 class EngineStub:
     def __init__(self, engine: str, *, thinks: bool = True, ignores: set[str] | None = None,
                  json_in_reasoning: bool = False, grammar_off_when_thinking: bool = False,
@@ -199,10 +206,8 @@ class EngineStub:
                                                           and body["continue_final_message"] is True)
             content = (" 5, 6" if self.engine != "llama-server" else "1, 2, 3, 4, 5, 6") if continues \
                 else "1, 2"  # llama-server returns the message it continued first, as the real one does
-            return 200, {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                         "choices": [{"index": 0, "finish_reason": "length",
-                                      "message": {"role": "assistant", "content": content}}],
-                         "usage": {"prompt_tokens": 20, "completion_tokens": 8}}
+            return 200, _completion(body, {"role": "assistant", "content": content},
+                                    {"prompt_tokens": 20, "completion_tokens": 8}, finish="length")
         words = self._thinking(body)
         reasoning = " ".join(["hmm"] * words) if words else None
         target = _layout_of(body)
@@ -218,11 +223,9 @@ class EngineStub:
             # ends the request: an empty reply with HTTP 200 while thinking, HTTP 500 with thinking off.
             if not words:
                 return 500, {"error": {"message": "Internal server error", "type": "InternalServerError"}}
-            return 200, {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                         "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                             "role": "assistant", "content": None, APART["vllm"]: ""}}],
-                         "usage": {"prompt_tokens": 20, "completion_tokens": 1,
-                                   "completion_tokens_details": {"reasoning_tokens": 0}}}
+            return 200, _completion(body, {"role": "assistant", "content": None, APART["vllm"]: ""},
+                                    {"prompt_tokens": 20, "completion_tokens": 1,
+                                     "completion_tokens_details": {"reasoning_tokens": 0}})
         if applied:
             name, syntax = target
             layout = ft.get_layout(name, syntax)
@@ -242,5 +245,4 @@ class EngineStub:
                 message["content"] = reasoning + "\n</think>\n\n" + content
             elif apart:
                 message[apart] = reasoning
-        return 200, {"id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                     "choices": [{"index": 0, "finish_reason": "stop", "message": message}], "usage": usage}
+        return 200, _completion(body, message, usage)

@@ -143,13 +143,9 @@ class ModelSpec:
     def set(self, name: str, value: Any) -> ModelSpec:
         """This spec with option ``name`` set to ``value``, where its backend has that option and the spec did
         not set it; otherwise unchanged."""
-        new = type(self.options).renamed.get(name, name)
+        new = type(self.options).renamed.get(name, name)  # an old name is renamed (with its note) by the Options
         if new not in type(self.options).model_fields or new in self.options.model_fields_set:
             return self
-        if new != name:
-            warnings.warn(f"option {name} is now {new} (same meaning, same identity); {name} still works",
-                          DeprecatedSpelling, stacklevel=2)
-            name = new
         values = {k: getattr(self.options, k) for k in self.options.model_fields_set}
         return replace(self, options=make_options(self.backend, {**values, name: value}, self.text))
 

@@ -15,9 +15,9 @@ from .._spec import ModelSpec
 from .engines import FIELD_FIXES
 
 
-def streamed(client: Any, kwargs: dict[str, Any], on_text: Any, reasoning_fields: tuple[str, ...]) -> Any:
+def streamed(client: Any, kwargs: dict[str, Any], on_text: Any, reasoning_of: Any) -> Any:
     """A streamed reply, its pieces handed to ``on_text`` as they arrive (reasoning first, inside ``<think>``, read
-    from the first of ``reasoning_fields`` a chunk has), collected into the shape of a whole response."""
+    from a chunk's extra fields by ``reasoning_of``: the engine's), collected into the shape of a whole response."""
     content: list[str] = []
     reasoning: list[str] = []
     finish, usage = "stop", None
@@ -28,7 +28,7 @@ def streamed(client: Any, kwargs: dict[str, Any], on_text: Any, reasoning_fields
         choice = chunk.choices[0]
         finish = choice.finish_reason or finish
         extra = getattr(choice.delta, "model_extra", None) or {}
-        piece = next((extra[f] for f in reasoning_fields if isinstance(extra.get(f), str) and extra[f]), None)
+        piece = reasoning_of(extra)
         if piece:
             on_text(("<think>" if not reasoning else "") + piece)
             reasoning.append(piece)

@@ -234,12 +234,10 @@ class OpenAICompatible(BackendBase):
         if fields is None:
             raise ConfigError(f"engine {self.options.engine} cannot continue an assistant message",
                               hint="a hosted chat API answers a new turn")
-        kwargs: dict[str, Any] = {"model": self.model, self.engine.limit_field: max_tokens,
-                                  "messages": [*messages, {"role": "assistant", "content": prefix}]}
-        if self.options.sampling:
-            kwargs.update(temperature=0.0, top_p=1.0, seed=0)
-        extra = {**self.engine.thinking_fields(self.options.model_thinking, self.options.model_thinking_tokens,
-                                               self.options.reasoning_effort), **fields, **self.options.extra_body}
+        kwargs = self.request([*messages, {"role": "assistant", "content": prefix}], None,
+                              GenerateOptions(max_answer_tokens=max_tokens, max_thinking_tokens=0))
+        kwargs[self.engine.limit_field] = max_tokens  # exactly: not the model's own thinking on top
+        extra = {**fields, **kwargs.get("extra_body", {})}  # the user's extra_body still wins
         if extra:
             kwargs["extra_body"] = extra
         return self._drive(self._steps(kwargs))
@@ -311,7 +309,7 @@ class OpenAICompatible(BackendBase):
     def _attempt(self, kwargs: dict[str, Any], on_text: Any = None) -> Any:
         """One request; with ``on_text`` it is streamed, reasoning (inside ``<think>``) and text as they come."""
         try:
-            response = _http.streamed(self._client, kwargs, on_text, self.engine.reasoning_fields) if on_text else \
+            response = _http.streamed(self._client, kwargs, on_text, self.engine.reasoning) if on_text else \
                 self._client.chat.completions.create(**kwargs)
         except Exception as e:
             raise self._failure(e, kwargs) from None

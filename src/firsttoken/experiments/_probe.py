@@ -53,7 +53,8 @@ class Probe(Signature):
 class Finding:
     check: str  # constraint, reasoning apart, model thinking tokens, model thinking off, continuation
     layout: str  # "layout/syntax", or "-" for checks of the model's own thinking
-    outcome: str  # held, broken, not sent, in reasoning, exceeded, still thinking, off, error
+    outcome: str  # held, broken, not sent, cut, in reasoning, exceeded, still thinking, off, continues, new turn,
+    # not offered, unclear, error
     detail: str
 
     def to_dict(self) -> dict[str, str]:
