@@ -12,9 +12,12 @@ greedy. Arms (all ``dspy.Predict``):
   dspy_plain       DSPy's ChatAdapter, no thoughts field, ``category: str`` described as above
   ft_thoughts      firsttoken.dspy.Adapter("thoughts_first") + firsttoken.dspy.LM(the model, in-process):
                    the Literal signature, its constraint enforced by llguidance
-  ft_server        the same adapter, LM on the same llama-server as the dspy_* arms (schema_mode=gbnf; a server
-                   cannot close the reasoning region early, so a reply that loops there runs to its bound: up to
-                   ~3,000 tokens, minutes on 2 cores, hence timeout=600)
+  ft_server        the same adapter, LM on the same llama-server as the dspy_* arms (schema_mode=gbnf): the
+                   reasoning region closed by continuation at its budget (512 tokens, the default), then the
+                   answer continuing the message
+  ft_server_grammar  the same, in one request a reply (close_by=grammar): a grammar bounds the region to 4
+                   characters a budget token, so a reply that loops there runs to its bound: up to ~3,000
+                   tokens, minutes on 2 cores, hence timeout=600
 The dspy_* arms and ft_server call llama.cpp's llama-server (built by `make test`, or FIRSTTOKEN_LLAMA_SERVER)
 serving the same GGUF file, through DSPy's own OpenAI-compatible client. Each arm's replies are appended to
 OUT/MODEL/ARM.jsonl as they come, so a killed run resumes. Prints, per arm: right, labels outside the list,
@@ -42,7 +45,7 @@ from firsttoken import _models
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "products" / "products.json"
-ARMS = ("dspy_seed", "dspy_literal", "dspy_plain", "ft_thoughts", "ft_server")
+ARMS = ("dspy_seed", "dspy_literal", "dspy_plain", "ft_thoughts", "ft_server", "ft_server_grammar")
 THOUGHTS = "Reason step by step about what the product is before choosing."
 
 
@@ -73,7 +76,8 @@ def signatures(labels: list[str]) -> dict[str, Any]:
         item_description: str = dspy.InputField()
         category: str = dspy.OutputField(desc=listed)
 
-    return {"dspy_seed": Seed, "dspy_literal": Typed, "dspy_plain": Plain, "ft_thoughts": Typed, "ft_server": Typed}
+    return {"dspy_seed": Seed, "dspy_literal": Typed, "dspy_plain": Plain, "ft_thoughts": Typed, "ft_server": Typed,
+            "ft_server_grammar": Typed}
 
 
 def start_server(model_path: Path) -> tuple[subprocess.Popen, str]:
@@ -182,9 +186,9 @@ def main() -> None:
             else:
                 if server is None:
                     server = start_server(path)
-                if arm == "ft_server":
+                if arm.startswith("ft_server"):
                     spec = (f"openai:{args.model}@{server[1]}?engine=llama-server&schema_mode=gbnf&parallel=1"
-                            "&timeout=600")
+                            "&timeout=600" + ("&close_by=grammar" if arm == "ft_server_grammar" else ""))
                     lm, adapter = ftd.LM(spec, cache=False), ftd.Adapter("thoughts_first")
                 else:
                     lm = dspy.LM(f"openai/{args.model}", api_base=server[1], api_key="none", temperature=0.0,

@@ -47,7 +47,7 @@ def _layout_of(body: dict[str, Any]) -> tuple[str, str] | None:
         keys = list(schema.get("properties", {}))
         return ("thoughts_first" if "thoughts" in keys else "answer_then_explain" if "explanation" in keys
                 else "direct"), "json"
-    text = body.get("grammar") or body.get("ebnf") or (body.get("structured_outputs") or {}).get("grammar")
+    text = _grammar_of(body)
     if not text:
         return None
     syntax = "fields" if "[[ ##" in text else "json"
@@ -57,6 +57,31 @@ def _layout_of(body: dict[str, Any]) -> tuple[str, str] | None:
         return "work_then_answer", "lines"
     name = "thoughts_first" if "thoughts" in text else "answer_then_explain" if "explanation" in text else "direct"
     return name, syntax
+
+
+def _grammar_of(body: dict[str, Any]) -> str | None:
+    return body.get("grammar") or body.get("ebnf") or (body.get("structured_outputs") or {}).get("grammar")
+
+
+def _replies() -> list[tuple[ft.Layout, str]]:
+    """The scripted model's valid reply in each built-in layout (a region opened by text first)."""
+    layouts = [ft.get_layout(name, syntax) for name in ft.layout_names() for syntax in ft.get_layout(name).syntaxes]
+    replies = [(layout, layout.render(Probe, {"answer": "zebulon"}, "so zebulon", {"explanation": "because"}))
+               for layout in layouts if type(layout).__module__.startswith("firsttoken.")]
+    return sorted(replies, key=lambda lr: not (lr[0].has_reasoning and lr[0].constraint(Probe).region.open))
+
+
+def _after_region(prefix: str) -> str | None:
+    """Where ``prefix`` is a reply's reasoning region, closed (however it was cut): the rest of that reply."""
+    for layout, reply in _replies():
+        region = layout.constraint(Probe).region if layout.has_reasoning else None
+        if region is None or not prefix.startswith(region.open):
+            continue
+        end = region.find_end(prefix[len(region.open):])
+        if end is not None and len(region.open) + end + len(region.end) == len(prefix):
+            body = reply[len(region.open):]
+            return body[region.find_end(body) + len(region.end):]
+    return None
 
 
 def _completion(body: dict[str, Any], message: dict[str, Any], usage: dict[str, Any],
@@ -194,6 +219,27 @@ class EngineStub:
                 words = min(words, value)
         return words
 
+    def _continued(self, body: dict[str, Any], prefix: str, continues: bool) -> dict[str, Any]:
+        """A layout's reply that starts with ``prefix``, from there on (the whole message first on llama-server);
+        a new turn where the engine does not continue (it starts the reply over), free text where the grammar is
+        ignored. The scripted model does not stop at a region's end: the client cuts there."""
+        applied = not any(f in self.ignores for f in ("grammar", "ebnf", "structured_outputs") if f in body)
+        reply = next((r for _, r in _replies() if r.startswith(prefix) and len(r) > len(prefix)), FREE) if applied \
+            else FREE
+        new = reply[len(prefix):] if continues and reply.startswith(prefix) else reply
+        rest = _after_region(prefix) if applied and continues and reply is FREE else None
+        if rest is not None:  # a region the client closed: the answer after it
+            reply, new = prefix + rest, rest
+        content = prefix + new if continues and self.engine == "llama-server" else new
+        words = [w for w in new.split(" ")]
+        tokens = [w + " " for w in words[:-1]] + [words[-1]]  # a word a token, as tokenize counts them
+        out = _completion(body, {"role": "assistant", "content": content},
+                          {"prompt_tokens": 20, "completion_tokens": len(tokens)})
+        if body.get("logprobs"):  # each generated token's text and bytes, as the engines return them
+            out["choices"][0]["logprobs"] = {"content": [{"token": t, "bytes": list(t.encode()), "logprob": 0.0,
+                                                          "top_logprobs": []} for t in tokens]}
+        return out
+
     def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         for field in sorted(self.refuses):
             if field in body:
@@ -204,6 +250,8 @@ class EngineStub:
         if messages and messages[-1].get("role") == "assistant":  # a partial assistant message to go on from
             continues = self.engine == "llama-server" or (self._honoured(body, "continue_final_message")
                                                           and body["continue_final_message"] is True)
+            if _grammar_of(body) is not None:  # a layout's reply, continued (a region closed by the client)
+                return 200, self._continued(body, messages[-1]["content"], continues)
             content = (" 5, 6" if self.engine != "llama-server" else "1, 2, 3, 4, 5, 6") if continues \
                 else "1, 2"  # llama-server returns the message it continued first, as the real one does
             return 200, _completion(body, {"role": "assistant", "content": content},

@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,18 @@ def start_stub(reply: str, reasoning: str | None = None, record: Path | None = N
                              "--reply", reply, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     proc.stdout.readline()  # "listening on ..."
     return proc, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def recording(reply: str, directory: Path) -> Iterator[tuple[str, Path]]:
+    """A stub that answers ``reply`` to everything and records each request body in ``directory/bodies.jsonl``."""
+    path = directory / "bodies.jsonl"
+    proc, url = start_stub(reply, record=path)
+    try:
+        yield url, path
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 FAULTS = ("reset", "429", "500", "stall", "truncate")

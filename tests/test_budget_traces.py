@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 import firsttoken as ft
-from firsttoken.backends.llamacpp import _families
+from firsttoken._backend import budget_families as _families
 
 from .signatures import Arithmetic, builtin_arms
 

@@ -1,7 +1,9 @@
-"""llama.cpp's own llama-server on loopback with SmolLM2: every layout under schema_mode=gbnf, on 10 product
-catalogue rows each (the products task's signature, 24 labels): 0 parse failures, and the reasoning within the grammar's bound (4 characters per token of the
-thinking budget; the grammar charges a run of partial markers as the longest marker, so the region's
-length in characters is at most that). The server cannot close a region itself: the grammar does."""
+"""llama.cpp's own llama-server on loopback with SmolLM2, every layout under schema_mode=gbnf (the products task's
+signature, 24 labels). Two paths: the reasoning region closed by continuation (the default: the region, then the
+answer continuing it; budgets 16, 64 and 256 on 20 rows, every budget from one trace, and that trace against each
+budget run alone), and one request a reply (close_by=grammar), the region bounded by the grammar (4 characters
+per token of the thinking budget; a run of partial markers is charged as the longest marker, so the region's
+length in characters is at most that)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 import firsttoken as ft
 from firsttoken.backends import resolve
 from firsttoken.experiments._probe import SLACK, probe
-from firsttoken.backends.openai_compat import CHARS_PER_TOKEN
+from firsttoken.backends.engines import CHARS_PER_TOKEN
 from firsttoken.layouts import _gbnf
 
 from .servers import start_llama_cpp_server
@@ -37,8 +39,9 @@ def region_forbidden(layout: ft.Layout) -> tuple[str, ...]:
 
 @pytest.mark.model
 @pytest.mark.parametrize("name,syntax", builtin_arms())
-def test_every_layout_is_enforced_by_llama_server_with_the_reasoning_bounded(server, name, syntax):
-    backend = ft.OpenAICompatible(f"{server}/v1", "smollm2", schema_mode="gbnf", max_retries=0)
+def test_every_layout_is_enforced_by_llama_server_in_one_request_with_the_reasoning_bounded(server, name, syntax):
+    backend = ft.OpenAICompatible(f"{server}/v1", "smollm2", schema_mode="gbnf", max_retries=0, close_by="grammar",
+                                  engine="llama-server")
     predictor = ft.Predictor(Products, layout=name, syntax=syntax, model=backend, max_thinking_tokens=BUDGET)
     assert backend.enforcement(predictor.layout.constraint(Products)) == "gbnf"
     for item_name, item_description in ROWS:
@@ -55,6 +58,80 @@ def test_every_layout_is_enforced_by_llama_server_with_the_reasoning_bounded(ser
             if not region.json_string:  # a JSON string's bound counts characters (an escape as one)
                 assert len(text) <= _gbnf.cost(text, region.end, region_forbidden(predictor.layout)) \
                     <= CHARS_PER_TOKEN * BUDGET
+
+
+REGION_ARMS = [(n, s) for n, s in builtin_arms() if ft.get_layout(n, s).has_reasoning]
+BUDGETS = (16, 64, 256)
+
+
+def requests(backend, name: str, syntax: str, rows: list[tuple[str, str]], budgets=BUDGETS) -> list[ft.Request]:
+    predictor = ft.Predictor(Products, layout=name, syntax=syntax, model=backend)
+    return [predictor.request({"item_name": n, "item_description": d, "max_thinking_tokens": b})
+            for n, d in rows for b in budgets]
+
+
+def replies(backend, reqs: list[ft.Request]) -> list:
+    out = [None] * len(reqs)
+    for i, gen in backend.generate_batch(reqs):
+        assert isinstance(gen, ft.Generation), gen  # no backend error
+        out[i] = gen
+    return out
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name,syntax", REGION_ARMS)
+def test_llama_server_closes_each_region_by_continuation_within_the_budget_in_its_own_tokens(server, name, syntax):
+    """20 rows x budgets 16, 64, 256, every budget of a row from one trace: 0 parse failures, 0 replies cut, the
+    reasoning within the budget in the server's tokens (its /tokenize; thoughts_long's 600-character minimum
+    outlasts a small budget: its region then closes at the minimum exactly), and a grammar of a few KB whatever
+    the budget (2,048 here)."""
+    backend = resolve(f"openai:smollm2@{server}/v1?engine=llama-server&schema_mode=gbnf&max_retries=0")
+    layout = ft.get_layout(name, syntax)
+    constraint = layout.constraint(Products)
+    assert backend.enforcement(constraint) == "gbnf+continuation"
+    reqs = requests(backend, name, syntax, (ROWS * 2)[:20])
+    region = constraint.region
+    closed = []
+    for request, gen in zip(reqs, replies(backend, reqs)):
+        budget = request.options.max_thinking_tokens
+        layout.parse(Products, gen.text)  # a parse failure raises
+        assert gen.finish_reason == "stop", gen.text  # never cut
+        body = gen.text[len(region.open):]
+        text = body[: region.find_end(body)]
+        # a minimum that outlasts the budget: the region closes as soon as it may
+        over = region.least and gen.closed_by == "budget" and region.length(text) == region.least
+        assert gen.reasoning_tokens <= budget or over, (gen.reasoning_tokens, budget)
+        if gen.closed_by == "model":  # the region as the model ended it, counted by the server's tokenizer
+            assert backend.count_tokens(text) <= budget
+        closed.append(gen.closed_by)
+    print(name, syntax, {c: closed.count(c) for c in set(closed)})
+    assert backend.counts_exactly
+    for budget in (16, 2048):  # the grammar sent per request does not grow with the budget
+        request = requests(backend, name, syntax, ROWS[:1], (budget,))[0]
+        sizes = [len(backend.step(request.messages, "", grammar, budget, request)["extra_body"]["grammar"])
+                 for grammar in constraint.split("gbnf", 0)]
+        assert max(sizes) <= 4096, sizes
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name,syntax", REGION_ARMS)
+def test_every_budget_from_one_trace_equals_each_budget_run_alone_on_llama_server(server, name, syntax):
+    """Greedy, -np 1, without llama-server's prompt cache (it changes batch splits): the replies from one trace per
+    row equal those of the two steps run alone at each budget, row for row in outcome and answer."""
+    backend = resolve(f"openai:smollm2@{server}/v1?engine=llama-server&schema_mode=gbnf&max_retries=0"
+                      '&extra_body={"cache_prompt":false}')
+    layout = ft.get_layout(name, syntax)
+    reqs = requests(backend, name, syntax, ROWS[:4])
+    shared = replies(backend, reqs)
+    alone = [backend.generate(r) for r in reqs]  # one request at a time: no family, no trace
+
+    def outcome(gen):
+        try:
+            return layout.parse(Products, gen.text).outputs, gen.closed_by
+        except ft.ParseError:
+            return "parse failure", gen.closed_by
+    assert [outcome(g) for g in shared] == [outcome(g) for g in alone]
+    assert [g.text for g in shared] == [g.text for g in alone]
 
 
 @pytest.fixture(scope="module")

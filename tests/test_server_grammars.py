@@ -18,7 +18,7 @@ from firsttoken.layouts import _gbnf
 
 from .engines import EngineStub
 from .grammar import accepts, gbnf_accepts, gbnf_reader
-from .servers import start_stub
+from .servers import recording
 from .signatures import EXAMPLES, Everything, Products, builtin_arms, least, reasoning_for
 from .helpers import cli
 
@@ -112,19 +112,18 @@ ENGINES = {  # mode, engine -> where the grammar goes, and how the engine reads 
 
 @pytest.fixture(scope="module")
 def recorder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("rec") / "bodies.jsonl"
-    proc, url = start_stub('{"category": "beauty"}', record=path)
-    yield url, path
-    proc.kill()
-    proc.wait()
+    with recording('{"category": "beauty"}', tmp_path_factory.mktemp("rec")) as stub:
+        yield stub
 
 
 @pytest.mark.parametrize("mode,engine", list(ENGINES))
 @pytest.mark.parametrize("name,syntax", builtin_arms())
-def test_request_bodies_have_each_engines_documented_shape(recorder, mode, engine, name, syntax):
+def test_one_request_bodies_have_each_engines_documented_shape(recorder, mode, engine, name, syntax):
+    """The one-request path (close_by=grammar; the two steps: tests/test_continuation.py)."""
     url, path = recorder
     path.write_text("")
-    backend = ft.OpenAICompatible(f"{url}/v1", "m", schema_mode=mode, engine=engine, max_retries=0)
+    backend = ft.OpenAICompatible(f"{url}/v1", "m", schema_mode=mode, engine=engine, max_retries=0,
+                                  close_by="grammar")
     layout = ft.get_layout(name, syntax)
     constraint = layout.constraint(Products)
     options = GenerateOptions(max_thinking_tokens=50, max_answer_tokens=100)
@@ -143,6 +142,8 @@ def test_request_bodies_have_each_engines_documented_shape(recorder, mode, engin
     # the region's bound (4 characters a token of the 50-token budget), or its minimum length where larger
     assert body["max_tokens"] == (max(200, least(name, syntax)) + 100 if layout.has_reasoning else 100)
     assert backend.enforcement(constraint) == mode
+    assert backend.enforcement(constraint) == ft.OpenAICompatible(f"{url}/v1", "m", schema_mode=mode, engine=engine) \
+        .enforcement(constraint).removesuffix("+continuation")
 
 
 def test_json_modes_carry_only_json_layouts_and_say_so(recorder):
@@ -226,9 +227,13 @@ def test_an_arm_enforced_by_our_gbnf_is_a_new_arm_when_that_grammar_changes(monk
                                                   "demos", "demo_rows", "enforced")})
 
     base = "openai:m@http://127.0.0.1:9/v1"
-    arms = {mode: arm(f"{base}?schema_mode={mode}") for mode in ("gbnf", "ebnf", "lark")}
+    arms = {mode: arm(f"{base}?schema_mode={mode}&close_by=grammar") for mode in ("gbnf", "ebnf", "lark")}
     local = arm("smollm2-135m")
     assert [a.enforced for a in [*arms.values(), local]] == ["gbnf", "ebnf", "lark", "llguidance"]
+    # closed by continuation (the default where it can be): the path joins the identity, with the GBNF's version
+    assert arm(f"{base}?schema_mode=lark").enforced == "lark+continuation"
+    assert _identity.grammar_version("lark+continuation") == "continuation-1"
+    assert _identity.grammar_version("gbnf+continuation") == f"gbnf-{_gbnf.VERSION}+continuation-1"
     options = GenerateOptions()
     before = {k: again(a).id for k, a in {**arms, "local": local}.items()}
     calls = [_identity.call_hash("m", [], "lark", options, _identity.grammar_version(e)) for e in ("gbnf", "lark")]

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from typing import Any
 
-from ._backend import Backend, Generation, Outcome, Request, _foreign, call, guarded_batch, parallel_of
+from ._backend import Backend, Generation, Outcome, Request, call, foreign, guarded_batch, parallel_of
 from ._errors import FirstTokenError
 
 # backend -> event loop -> its limit of requests at once (a semaphore belongs to one loop)
@@ -59,7 +59,7 @@ async def acall(backend: Backend, request: Request) -> Generation:
         except FirstTokenError:
             raise
         except Exception as e:
-            raise _foreign(backend, e, "call") from e
+            raise foreign(backend, e, "call") from e
 
 
 async def acompleted(backend: Backend, requests: list[Request]) -> AsyncIterator[Outcome]:

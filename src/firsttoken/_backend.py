@@ -24,6 +24,7 @@ Async callers go through ``_async`` (``acall``, ``acompleted``), which reuses th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -157,10 +158,10 @@ def call(backend: Backend, request: Request) -> Generation:
     except FirstTokenError:
         raise
     except Exception as e:
-        raise _foreign(backend, e, "call") from e
+        raise foreign(backend, e, "call") from e
 
 
-def _foreign(backend: Backend, e: Exception, what: str) -> BackendError:
+def foreign(backend: Backend, e: Exception, what: str) -> BackendError:
     """A backend's own exception (a plugin's bug, a library's error) as a redacted BackendError."""
     label = getattr(backend, "label", None) or type(backend).__name__
     return BackendError(redact(f"{label}: {type(e).__name__}: {e}"),
@@ -172,26 +173,47 @@ def run_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
     pool, yielding each as it finishes. A consumer that stops early (Ctrl-C, a run-stopping error) leaves
     the calls in flight behind: the pool is not waited for."""
 
-    def one(i: int) -> Outcome:
+    def one(i: int) -> list[Outcome]:
         try:
-            return i, call(backend, requests[i])
+            return [(i, call(backend, requests[i]))]
         except FirstTokenError as e:
-            return i, e
+            return [(i, e)]
 
-    workers = parallel_of(backend)
+    yield from run_jobs(parallel_of(backend), [lambda i=i: one(i) for i in range(len(requests))])
+
+
+def run_jobs(workers: int, jobs: list[Callable[[], list[Outcome]]]) -> Iterator[Outcome]:
+    """Each job (a few requests answered together, such as a family's trace and its continuations) in order at
+    ``workers`` 1, otherwise ``workers`` at once on a thread pool; their outcomes as each job finishes."""
     if workers == 1:
-        for i in range(len(requests)):
-            yield one(i)
+        for job in jobs:
+            yield from job()
         return
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        pending: set[Future[Outcome]] = {pool.submit(one, i) for i in range(len(requests))}
+        pending: set[Future[list[Outcome]]] = {pool.submit(job) for job in jobs}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield future.result()
+                yield from future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def budget_families(requests: list[Request]) -> list[str | None]:
+    """Each request's family: requests that differ only in their reasoning budget, where a family holds two
+    budgets or more and its layout a region to budget (None otherwise). A family's budgets can be answered from
+    one trace (every budget's reasoning is a prefix of the largest's, greedy or seeded alike)."""
+    keys: list[str | None] = []
+    budgets: dict[str, set[int]] = {}
+    for r in requests:
+        key = None
+        if r.constraint is None or r.constraint.region is not None:
+            key = json.dumps([r.messages, r.constraint.lark if r.constraint else None,
+                              r.options.model_dump(exclude={"max_thinking_tokens"})])
+            budgets.setdefault(key, set()).add(r.options.max_thinking_tokens)
+        keys.append(key)
+    return [k if k is not None and len(budgets[k]) > 1 else None for k in keys]
 
 
 def guarded_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
@@ -205,7 +227,7 @@ def guarded_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome
     except FirstTokenError as e:
         error: FirstTokenError = e
     except Exception as e:
-        error = _foreign(backend, e, "batch")
+        error = foreign(backend, e, "batch")
     else:
         return
     for i in range(len(requests)):

@@ -1,5 +1,5 @@
-"""What a server's reply or failure means, apart from any engine: a streamed reply collected, the field a 400
-names, a schema mode refused, ``Retry-After``, an error body made safe to show; and the target's parts (model,
+"""What a server's reply or failure means, apart from any engine: a streamed reply collected, a tokenize endpoint's
+count, a reply as a Generation (its reasoning split off), the field a 400 names, a schema mode refused, ``Retry-After``, an error body made safe to show; and the target's parts (model,
 URL without user-info), the JSON Schema as GBNF for the older ``grammar`` mode."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .._backend import Generation
 from .._errors import ConfigError
 from .._spec import ModelSpec
 from .engines import FIELD_FIXES
@@ -38,6 +39,44 @@ def streamed(client: Any, kwargs: dict[str, Any], on_text: Any, reasoning_of: An
     message = SimpleNamespace(content="".join(content),
                               model_extra={"reasoning_content": "".join(reasoning)} if reasoning else {})
     return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason=finish)], usage=usage)
+
+
+_THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
+_R1 = re.compile(r"^(?!\s*<think>)(.*?)</think>\s*", re.S)  # R1-style: the template opened the block, not the reply
+
+
+def generation(response: Any, reasoning_of: Any, seconds: float, retries: int, split: bool = True) -> Generation:
+    """A chat completion as a ``Generation``: reasoning returned apart (read by ``reasoning_of``: the engine's), as a
+    leading ``<think>`` block, or R1-style split off (``split=False``: the text as it came); token counts as the
+    server reported them."""
+    choice = response.choices[0]
+    message = choice.message
+    text = message.content or ""
+    reasoning = reasoning_of(getattr(message, "model_extra", None) or {})
+    if split and reasoning is None and ((m := _THINK.match(text)) or (m := _R1.match(text))):
+        reasoning, text = m.group(1).strip(), text[m.end():]
+    usage = response.usage
+    details = getattr(usage, "completion_tokens_details", None) if usage else None
+    reported = getattr(details, "reasoning_tokens", None) if details else None
+    return Generation(text=text, reasoning=reasoning,
+                      prompt_tokens=getattr(usage, "prompt_tokens", None),
+                      completion_tokens=getattr(usage, "completion_tokens", None),
+                      reasoning_tokens=reported or None,  # None: counted from the parsed reasoning
+                      seconds=seconds, finish_reason="length" if choice.finish_reason == "length" else "stop",
+                      retries=retries, estimated=usage is None)
+
+
+def tokenize(base_url: str, engine: Any, model: str, text: str, api_key: str, timeout: float) -> int | None:
+    """``text``'s tokens counted by the engine's tokenize endpoint (None: it did not answer with a count)."""
+    import httpx
+
+    root = base_url.rstrip("/").removesuffix("/v1")
+    try:
+        reply = httpx.post(root + engine.tokenize, json=engine.tokenize_body(model, text),
+                           headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout)
+        return engine.token_count(reply.json()) if reply.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def refused_field(body: str, kwargs: dict[str, Any]) -> str | None:

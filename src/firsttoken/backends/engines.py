@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 from ..layouts import _gbnf as _gbnf_pieces
 
 REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
+CHARS_PER_TOKEN = 4  # a region bounded by a grammar (one request a reply): characters per token of its budget
+GRAMMAR_MODES = {"gbnf": "gbnf", "lark": "lark", "ebnf": "gbnf"}  # schema_mode -> the layout's grammar dialect
 # A 400 that names a field we sent: the option that stops sending it (or sends it as the server wants). An engine
 # adds or overrides its own in ``Engine.fixes``.
 FIELD_FIXES = {"temperature": "?sampling=0 (sends no temperature or top_p)",
@@ -79,12 +81,12 @@ class Engine:
             return {"grammar": text}
         return {"structured_outputs": {"grammar": text}}
 
-    def grammar_text(self, mode: str, text: str, thinking: str, bound: int) -> str:
-        """The grammar as this engine must receive it (``bound``: the model's own thinking, in characters). GBNF is
-        llama-server's, which applies a grammar from the first generated token, thinking included: with thinking
-        on, the layout's grammar starts after the model's ``</think>``."""
+    def grammar_text(self, mode: str, text: str, thinking: str) -> str:
+        """The grammar as this engine must receive it. GBNF is llama-server's, which applies a grammar from the
+        first generated token, thinking included: with thinking on, the layout's grammar starts after the model's
+        ``</think>``."""
         if mode == "gbnf" and thinking == "on":
-            return after_thinking(text, bound)
+            return after_thinking(text)
         return "%llguidance {}\n" + text if mode == "lark" else text
 
     def reasoning(self, extra: dict[str, Any]) -> str | None:
@@ -185,12 +187,13 @@ for _cls in (VLLM, SGLang, LlamaServer, Ollama, HostedOpenAI):
     register_engine(_cls)
 
 
-def after_thinking(grammar: str, bound: int) -> str:
+def after_thinking(grammar: str) -> str:
     """The layout's GBNF behind the model's own thinking: an optional ``<think>`` (a template may have opened it),
-    free text to ``</think>`` (at most ``bound`` characters), then the layout's reply. llama-server applies a
-    grammar from the first generated token, thinking included: without this the answer lands in the reasoning."""
+    free text to ``</think>`` (of any length: the server's thinking budget and ``max_tokens`` bound it, so the
+    grammar stays a few rules), then the layout's reply. llama-server applies a grammar from the first generated
+    token, thinking included: without this the answer lands in the reasoning."""
     g = _gbnf_pieces.Gbnf()
-    think = _gbnf_pieces.until(g, "own-think", "</think>", bound)
+    think = _gbnf_pieces.until(g, "own-think", "</think>", None)
     reply = grammar.replace("root ::= ", "layout-reply ::= ", 1)
     head = g.render(f'{_gbnf_pieces.literal("<think>")}? {think} [ \\t\\n]* layout-reply')
     return head + reply

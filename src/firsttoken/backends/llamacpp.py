@@ -32,7 +32,7 @@ from typing import Any
 import llguidance
 
 from .. import _models
-from .._backend import BackendBase, Generation, Messages, Outcome, Request, run_batch
+from .._backend import BackendBase, Generation, Messages, Outcome, Request, budget_families, run_batch
 from .._errors import (BackendError, ConfigError, ConstraintError, ContextOverflowError, FirstTokenError,
                        ModelNotFoundError)
 from .._options import GenerateOptions
@@ -242,7 +242,7 @@ class LlamaCpp(BackendBase):
         prefix is evaluated once. Requests that differ only in their reasoning budget (``--thinking-budgets``)
         are one family, decoded as one trace with a fork per budget, at any ``parallel``. Otherwise one at a
         time, in order."""
-        families = _families(requests)
+        families = budget_families(requests)
         if self.options.parallel > 1 and len(requests) > 1:
             yield from self._batched(requests, list(range(len(requests))), families)
             return
@@ -370,21 +370,6 @@ class _Echo:
                 self.on_text(text)
         self.seen = len(input_ids)
         return scores
-
-
-def _families(requests: list[Request]) -> list[str | None]:
-    """Each request's family: requests that differ only in their reasoning budget, where a family holds two
-    budgets or more and its layout a region to budget (None otherwise)."""
-    keys: list[str | None] = []
-    budgets: dict[str, set[int]] = {}
-    for r in requests:
-        key = None
-        if r.constraint is None or r.constraint.region is not None:
-            key = json.dumps([r.messages, r.constraint.lark if r.constraint else None,
-                              r.options.model_dump(exclude={"max_thinking_tokens"})])
-            budgets.setdefault(key, set()).add(r.options.max_thinking_tokens)
-        keys.append(key)
-    return [k if k is not None and len(budgets[k]) > 1 else None for k in keys]
 
 
 def _processor_list(processors: list[Any]) -> Any:

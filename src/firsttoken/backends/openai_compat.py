@@ -9,9 +9,12 @@ a repr or a store. ``schema_mode`` says what a request carries: json_schema / js
 each, ``engines``) says where a grammar goes and how the model's own thinking is switched (``model_thinking``,
 ``model_thinking_tokens``); ``extra_body`` adds fields (yours win); ``sampling=False`` sends no temperature, top_p
 or seed; a 400 naming a field we sent stops the run with one line naming the option that changes it. An arm whose
-constraint the mode cannot carry is ``prompt-only``. A server cannot close a reasoning region early, so a grammar
-bounds it (``CHARS_PER_TOKEN`` x the budget, characters), and ``max_tokens`` leaves room for all of it plus the
-answer; under the JSON modes only ``max_tokens`` bounds it. Reasoning returned apart, as a leading ``<think>``
+constraint the mode cannot carry is ``prompt-only``. A server cannot close a reasoning region early, so the client
+does, by continuation (``_continue``: the region with ``max_tokens`` = its budget, then the answer continuing the
+message) where the mode is a grammar mode and the engine continues a message; otherwise (``close_by=grammar``, a
+hosted API, the model's own thinking on) one request, a grammar bounding the region (``CHARS_PER_TOKEN`` x the
+budget, characters) and ``max_tokens`` room for all of it plus the answer; under the JSON modes only
+``max_tokens`` bounds it. Reasoning returned apart, as a leading ``<think>``
 block or R1-style is split off before parsing; its tokens are the server's report, else counted with the server's
 tokenize endpoint where its engine has one (exact), else estimated (and marked so).
 """
@@ -39,13 +42,10 @@ from .._spec import BackendOptions, ModelSpec, fetch_only, identity_name, make_o
 from .._text import redact
 from ..layouts import Constraint
 from . import _http
-from .engines import Engine, engine as engine_named, engine_names
+from ._continue import Continuing, plan
+from .engines import CHARS_PER_TOKEN, GRAMMAR_MODES, Engine, engine as engine_named, engine_names
 
-GRAMMAR_MODES = {"gbnf": "gbnf", "lark": "lark", "ebnf": "gbnf"}  # mode -> the layout's grammar dialect
-CHARS_PER_TOKEN = 4  # a server-side region's bound, in characters per token of thinking budget
 _PLACEHOLDER_KEY = "sk-no-key-needed"
-_THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
-_R1 = re.compile(r"^(?!\s*<think>)(.*?)</think>\s*", re.S)  # R1-style: the template opened the block, not the reply
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class _Retry(Exception):
         self.why, self.wait, self.connection = why, wait, connection
 
 
-class OpenAICompatible(BackendBase):
+class OpenAICompatible(Continuing, BackendBase):
     """Runs ``options.parallel`` requests at once (``BackendBase.generate_batch``'s thread pool; on the async path,
     ``_async``'s limit). ``generate`` and ``agenerate`` drive one retry policy (``_steps``), blocking or awaited.
     Its spec: ``openai:MODEL@URL[?options]`` (``Options``)."""
@@ -82,6 +82,11 @@ class OpenAICompatible(BackendBase):
         model_thinking_tokens: int | None = identity_name(None, name="thinking_budget", ge=0)
         renamed: ClassVar[dict[str, str]] = {"thinking": "model_thinking", "thinking_budget": "model_thinking_tokens"}
         reasoning_effort: str | None = None
+        # How a layout's reasoning region is closed at its budget. continuation: two requests (the region, then
+        # the answer continuing it; _continue.py); grammar: one request, the region bounded by a grammar of
+        # CHARS_PER_TOKEN characters a budget token; auto: continuation where it can be (a grammar schema_mode,
+        # an engine that continues a message, the model's own thinking not on), else grammar.
+        close_by: Literal["auto", "continuation", "grammar"] = "auto"
         sampling: bool = True  # False: no temperature, top_p or seed (hosted reasoning models refuse them)
         extra_body: dict = {}  # any other request field, as JSON; wins over ours
         # how replies are fetched, never what they say: not part of a model's identity
@@ -126,6 +131,7 @@ class OpenAICompatible(BackendBase):
             make_options(type(self), settings, f"openai:{model}@{_http.public(base_url)}")  # type: ignore[assignment]
         self.base_url, self.model = base_url, model
         self.engine: Engine = engine_named(self.options.engine)
+        self.check_close_by()
         self.label = label or f"{model}@{_http.public(base_url)}"
         key_env = self.options.api_key_env
         self._secrets = [os.environ.get(key_env), urlsplit(base_url).password]  # redacted from every error
@@ -141,6 +147,8 @@ class OpenAICompatible(BackendBase):
                 raise ConfigError("the openai client is not installed", hint='pip install "firsttoken[server]"') from None
             client = openai.OpenAI(base_url=base_url, api_key=self._api_key, timeout=self.options.timeout,
                                    max_retries=0)
+        import httpx  # noqa: F401  (the tokenize endpoint's client: imported once here, not by racing threads)
+
         self._client = client
 
     def __repr__(self) -> str:
@@ -148,6 +156,12 @@ class OpenAICompatible(BackendBase):
 
     # --- request ----------------------------------------------------------------------------------
     def enforcement(self, constraint: Constraint | None) -> str | None:
+        """What a request with this constraint is held to: its schema_mode, with ``+continuation`` where the
+        region is closed by continuation; None: nothing is sent (prompt-only)."""
+        mode = self.mode(constraint)
+        return f"{mode}+continuation" if mode and self.closes_by_continuation(constraint) else mode
+
+    def mode(self, constraint: Constraint | None) -> str | None:
         """The schema_mode a request with this constraint carries, or None: nothing is sent (prompt-only)."""
         mode = self.options.schema_mode
         if constraint is None or mode == "none":
@@ -171,7 +185,7 @@ class OpenAICompatible(BackendBase):
     def request(self, messages: Messages, constraint: Constraint | None, options: GenerateOptions) -> dict[str, Any]:
         """The keyword arguments of one chat.completions.create call."""
         o, engine = self.options, self.engine
-        mode = self.enforcement(constraint)
+        mode = self.mode(constraint)
         region = constraint is None or constraint.region is not None
         thinking = self.region_bound(options) if mode in GRAMMAR_MODES and region else \
             options.max_thinking_tokens if region else 0
@@ -192,8 +206,7 @@ class OpenAICompatible(BackendBase):
             extra["grammar"] = _http.gbnf(constraint.json_schema)
         elif mode is not None:
             text = constraint.grammar(GRAMMAR_MODES[mode], self.region_bound(options))
-            own = CHARS_PER_TOKEN * (o.model_thinking_tokens or options.max_thinking_tokens)
-            extra.update(engine.grammar_fields(mode, engine.grammar_text(mode, text, o.model_thinking, own)))
+            extra.update(engine.grammar_fields(mode, engine.grammar_text(mode, text, o.model_thinking)))
         extra.update(o.extra_body)  # the user's fields win
         if extra:
             kwargs["extra_body"] = extra
@@ -211,17 +224,9 @@ class OpenAICompatible(BackendBase):
         return self.engine.tokenize is not None and self._tokenizes is not False
 
     def _server_count(self, text: str) -> int | None:
-        import httpx
-
         if self.engine.tokenize is None or self._tokenizes is False:
             return None
-        root = self.base_url.rstrip("/").removesuffix("/v1")
-        try:
-            reply = httpx.post(root + self.engine.tokenize, json=self.engine.tokenize_body(self.model, text),
-                               headers={"Authorization": f"Bearer {self._api_key}"}, timeout=self.options.timeout)
-            count = self.engine.token_count(reply.json()) if reply.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            count = None
+        count = _http.tokenize(self.base_url, self.engine, self.model, text, self._api_key, self.options.timeout)
         self._tokenizes = self._tokenizes or count is not None  # a server whose first answer failed: not asked again
         return count
 
@@ -230,23 +235,19 @@ class OpenAICompatible(BackendBase):
         sent with the engine's continuation fields; the probe uses it to see whether the server continues the
         message or starts a new turn. The text is as the server returned it (an engine that echoes the prefix,
         llama-server, returns it first). ``ConfigError`` if the engine cannot continue a message at all."""
-        fields = self.engine.continuation
-        if fields is None:
+        if self.engine.continuation is None:
             raise ConfigError(f"engine {self.options.engine} cannot continue an assistant message",
                               hint="a hosted chat API answers a new turn")
-        kwargs = self.request([*messages, {"role": "assistant", "content": prefix}], None,
-                              GenerateOptions(max_answer_tokens=max_tokens, max_thinking_tokens=0))
-        kwargs[self.engine.limit_field] = max_tokens  # exactly: not the model's own thinking on top
-        extra = {**fields, **kwargs.get("extra_body", {})}  # the user's extra_body still wins
-        if extra:
-            kwargs["extra_body"] = extra
-        return self._drive(self._steps(kwargs))
+        request = Request(messages, None, GenerateOptions(max_answer_tokens=max_tokens, max_thinking_tokens=0))
+        return self._drive(self._steps(self.step(messages, prefix, None, max_tokens, request)))
 
     def generate(self, request: Request) -> Generation:
+        if self.closes_by_continuation(request.constraint):
+            return self.follow(plan(self, request), request.on_text)
         return self._drive(self._steps(self.request(request.messages, request.constraint, request.options)),
                            request.on_text)
 
-    def _drive(self, steps: Generator[_Send | _Wait, Any, Generation], on_text: Any = None) -> Generation:
+    def _drive(self, steps: Generator[_Send | _Wait, Any, Any], on_text: Any = None) -> Any:
         """The sync driver of ``_steps``: sends and sleeps as it is told."""
         step = next(steps)
         while True:
@@ -265,7 +266,12 @@ class OpenAICompatible(BackendBase):
         """``generate`` on the async client: the same request, retries, deadline and errors (``_steps``)."""
         if request.on_text:
             raise ConfigError("streaming (on_text) is not offered on the async path", hint="call generate() for it")
-        steps = self._steps(self.request(request.messages, request.constraint, request.options))
+        if self.closes_by_continuation(request.constraint):
+            return await self.afollow(plan(self, request))
+        return await self._adrive(self._steps(self.request(request.messages, request.constraint, request.options)))
+
+    async def _adrive(self, steps: Generator[_Send | _Wait, Any, Any]) -> Any:
+        """The async driver of ``_steps``: sends and sleeps as it is told, awaited."""
         step = next(steps)
         while True:  # the async driver of ``_steps``
             try:
@@ -279,17 +285,18 @@ class OpenAICompatible(BackendBase):
             except StopIteration as done:
                 return done.value
 
-    def _steps(self, kwargs: dict[str, Any]) -> Generator[_Send | _Wait, Any, Generation]:
+    def _steps(self, kwargs: dict[str, Any], read: Any = None) -> Generator[_Send | _Wait, Any, Any]:
         """The one retry policy, free of I/O: yields what to send (and is sent the response, or the ``_Retry``
-        that attempt ended in) and how long to wait; returns the Generation. A driver does the sending and
-        waiting (``_drive``: blocking; ``agenerate``: awaited)."""
+        that attempt ended in) and how long to wait; returns the Generation (or what ``read(response, seconds,
+        retries)`` makes of the response). A driver does the sending and waiting (``_drive``: blocking;
+        ``_adrive``: awaited)."""
         retries = 0
         waited = 0.0
         start = time.perf_counter()
         while True:
             outcome = yield _Send(kwargs)
             if not isinstance(outcome, _Retry):
-                return self._generation(outcome, time.perf_counter() - start, retries)
+                return (read or self._generation)(outcome, time.perf_counter() - start, retries)
             self._note_failure(outcome.connection)
             if retries >= self.options.max_retries:
                 raise BackendError(f"{self.label}: {outcome.why} (gave up after {retries + 1} attempts)",
@@ -380,19 +387,4 @@ class OpenAICompatible(BackendBase):
                 raise UnreachableError(f"{self.label} has been unreachable for {now - self._down_since:.0f} s")
 
     def _generation(self, response: Any, seconds: float, retries: int) -> Generation:
-        choice = response.choices[0]
-        message = choice.message
-        text = message.content or ""
-        extra = getattr(message, "model_extra", None) or {}
-        reasoning = self.engine.reasoning(extra)
-        if reasoning is None and ((m := _THINK.match(text)) or (m := _R1.match(text))):
-            reasoning, text = m.group(1).strip(), text[m.end():]
-        usage = response.usage
-        details = getattr(usage, "completion_tokens_details", None) if usage else None
-        reported = getattr(details, "reasoning_tokens", None) if details else None
-        return Generation(text=text, reasoning=reasoning,
-                          prompt_tokens=getattr(usage, "prompt_tokens", None),
-                          completion_tokens=getattr(usage, "completion_tokens", None),
-                          reasoning_tokens=reported or None,  # None: counted from the parsed reasoning
-                          seconds=seconds, finish_reason="length" if choice.finish_reason == "length" else "stop",
-                          retries=retries, estimated=usage is None)
+        return _http.generation(response, self.engine.reasoning, seconds, retries)

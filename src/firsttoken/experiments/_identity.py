@@ -44,10 +44,21 @@ def arm_fingerprint(task: str, model: str, layout: str, layout_version: int, syn
     return digest(parts)[:10]
 
 
+CONTINUATION_VERSION = 1  # the two-step path's (backends/_continue.py): raise it when its requests change
+
+
 def grammar_version(enforced: str | None) -> str | None:
-    """``gbnf-N`` for what a backend enforces with our GBNF (``gbnf``, ``ebnf``), else None: N is
-    ``_gbnf.VERSION``, so that arms and calls enforced by an earlier GBNF are not taken for this one's."""
-    return f"gbnf-{_gbnf.VERSION}" if enforced in ("gbnf", "ebnf") else None
+    """What of a server's enforcement joins an arm's identity: ``gbnf-N`` for our GBNF (``gbnf``, ``ebnf``; N is
+    ``_gbnf.VERSION``, so that arms and calls enforced by an earlier GBNF are not taken for this one's), and
+    ``continuation-N`` where the reasoning region is closed by continuation (``lark+continuation``: two requests,
+    not one bounded by a grammar); None for anything else."""
+    if not enforced:
+        return None
+    mode, _, path = enforced.partition("+")
+    parts = [f"gbnf-{_gbnf.VERSION}"] if mode in ("gbnf", "ebnf") else []
+    if path == "continuation":
+        parts.append(f"continuation-{CONTINUATION_VERSION}")
+    return "+".join(parts) or None
 
 
 def arm_id(task: str, model: str, layout: str, syntax: str, constrained: bool, budget: int | None, n_demos: int,

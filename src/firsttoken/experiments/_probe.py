@@ -12,7 +12,9 @@ at all while thinking, a format ignored, a budget processor that does nothing), 
 * **model thinking tokens**: with the model's own thinking on (``model_thinking=on``) and
   ``model_thinking_tokens=B``, the reasoning holds at most B + SLACK tokens.
 * **continuation**: asked to go on from a partial assistant message (``1, 2, 3, 4,``), does the server continue it
-  (``continues``) or answer a new turn (``new turn``)? An engine that cannot is ``not offered``.
+  (``continues``) or answer a new turn (``new turn``)? An engine that cannot is ``not offered``. The finding says
+  which path a reasoning region takes (``region_path``); a run whose arms close regions by continuation stops
+  where the server did not continue (``refuse_continuation``).
 * **model thinking off**: asked to think off, the reply has no reasoning (where the spec switches thinking at all).
 A misconfigured or unreachable server (``ConfigError``, ``UnreachableError``) is raised, not recorded.
 
@@ -82,9 +84,11 @@ def probe(backend: Backend, layouts: list[tuple[str, str]] | None = None, budget
 
 def _continuation(backend: Any) -> Finding:
     """Does the server continue a final assistant message (``1, 2, 3, 4,`` -> `` 5, 6``) or start a new turn?"""
+    path = backend.region_path()
     if backend.engine.continuation is None:
         return Finding("continuation", "-", "not offered",
-                       f"engine {backend.options.engine} answers a new turn; it is not asked to continue a message")
+                       f"engine {backend.options.engine} answers a new turn; it is not asked to continue a message; "
+                       f"{path}")
     try:
         # 3 tokens: too few to write the partial message again from the start, so a reply that holds it whole
         # and goes on is the server returning the message with its continuation (llama-server), not a new turn
@@ -98,10 +102,20 @@ def _continuation(backend: Any) -> Finding:
         text, echo = text[len(PARTIAL):].lstrip(), " (the reply repeats the partial message first)"
     if text.startswith("5"):
         return Finding("continuation", "-", "continues",
-                       f"the partial message went on: {_short(text, 40)!r}{echo}")
+                       f"the partial message went on: {_short(text, 40)!r}{echo}; {path}")
     if text.startswith("1"):
         return Finding("continuation", "-", "new turn", f"the reply started over: {_short(text, 40)!r}")
     return Finding("continuation", "-", "unclear", f"neither went on nor started over: {_short(text, 40)!r}")
+
+
+def refuse_continuation(model: str, findings: list[dict[str, str]]) -> None:
+    """Stop a run whose arms close their reasoning by continuation on a server the probe did not see continue a
+    message (their replies would be new turns glued to the region): ``ConfigError`` naming the fix."""
+    bad = next((f for f in findings if f["check"] == "continuation" and f["outcome"] != "continues"), None)
+    if bad is not None:
+        raise ConfigError(f"{model}: its reasoning arms close the region by continuation, but the probe's "
+                          f"continuation check found {bad['outcome']!r} ({bad['detail']})",
+                          hint="add ?close_by=grammar to the model: one request a reply, the region bounded by a grammar")
 
 
 def _constraint(backend: Backend, name: str, syntax: str, budget: int) -> list[Finding]:

@@ -25,7 +25,7 @@ from .._errors import BackendError, ConfigError, ParseError, UnreachableError
 from .._prediction import Prediction
 from .._predictor import completed_many
 from .._text import redact
-from ._probe import observed, probe
+from ._probe import observed, probe, refuse_continuation
 from ..layouts import layout_names
 from ._arm import Arm, Model, Source, build_grid
 from ._cache import Cached
@@ -145,6 +145,8 @@ def _probed(runner: _Runner, arms: list[Arm]) -> dict[str, list[dict[str, str]]]
             continue
         layouts = list(dict.fromkeys((a.layout, a.syntax) for a in arms if a.model == model and a.constrained))
         out[model] = [f.to_dict() for f in probe(runner.backend(model), layouts)]
+        if any((a.enforced or "").endswith("+continuation") for a in arms if a.model == model and a.constrained):
+            refuse_continuation(model, out[model])
     return out
 
 

@@ -35,6 +35,28 @@ class Region:
     json_string: bool = False
     least: int = 0
 
+    def length(self, body: str) -> int:
+        """The characters of region text ``body`` as a minimum length counts them (an escape counts as one)."""
+        if not self.json_string:
+            return len(body)
+        return len(re.sub(r'\\(u[0-9a-fA-F]{4}|.)', "x", body))
+
+    def trimmed(self, body: str) -> str:
+        """Region text cut short (at a token limit) made closable by ``close``: without a trailing partial escape
+        (JSON string), or a trailing partial start of the end marker."""
+        if self.json_string:
+            i = 0
+            while i < len(body):  # whole characters and whole escapes only
+                step = 1 if body[i] != "\\" else 6 if body[i + 1: i + 2] == "u" else 2
+                if i + step > len(body) or (step == 6 and not re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 2: i + 6])):
+                    return body[:i]
+                i += step
+            return body
+        for k in range(min(len(self.end) - 1, len(body)), 0, -1):
+            if self.end.startswith(body[-k:]):
+                return body[:-k]
+        return body
+
     def find_end(self, body: str) -> int | None:
         """Index in ``body`` (text after ``open``) where the region ends, or None while it is open."""
         if not self.json_string:
@@ -59,12 +81,20 @@ class Constraint:
     the region holds at most ``bound`` characters: ``"lark"`` (llguidance: vLLM's guidance backend,
     SGLang's llguidance backend) or ``"gbnf"`` (llama.cpp's llama-server; xgrammar's EBNF). None: the
     layout has no server grammar (a user's layout that does not define ``server_grammar``).
+
+    ``split(dialect, owed)``: the same replies as two grammars, for a server client that closes the region
+    itself (the reply starts with ``region.open``, which the client writes): the reply after the opener, its
+    region free of any bound but its own (at least ``region.least`` characters; the client cuts the reply at
+    the region's end, but a token may hold the end and what follows it, such as ``",``); then what follows the
+    end. With ``owed`` > 0 the second starts with ``owed`` more characters of the region and its end (a budget
+    spent before the region's minimum). None: the layout cannot be split so (one request, ``grammar``).
     """
 
     lark: str
     json_schema: dict | None  # for servers; None where the layout's reply is not one JSON object
     region: Region | None  # None: no reasoning region (e.g. ``direct``)
     grammar: Callable[[str, int], str] | None = field(default=None, compare=False, repr=False)
+    split: Callable[[str, int], tuple[str, str]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -159,6 +189,15 @@ class Layout:
     def parse(self, sig: type[Signature], text: str, reasoning: str | None = None) -> Parsed:
         """Reply text (and reasoning a server delivered separately) to typed outputs, or ParseError."""
         raise NotImplementedError
+
+
+def split_grammars(new: Callable[[], Any], parts: Callable[[Any, int, bool], tuple[str, str]],
+                   owed: int) -> tuple[str, str]:
+    """``Constraint.split`` from a layout's ``parts(g, owed, region)``: the region's expression (when ``region``)
+    and the rest's, their rules written into ``g`` (a ``new()`` grammar: Lark or GBNF)."""
+    first, second = new(), new()
+    region, rest = parts(first, 0, True)
+    return first.render(f"{region} {rest}"), second.render(parts(second, owed, False)[1])
 
 
 def fail(message: str, raw: str, reasoning: str | None = None) -> ParseError:

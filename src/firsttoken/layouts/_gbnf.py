@@ -12,7 +12,8 @@ types); it is not a conversion of the Lark text, which uses llguidance-only lazy
   longest marker's length, which is also the longest a run may be. So the cost is at least the length in
   characters, and a model cannot wander in partial markers (``[[ ## explanation ## ] ]``) past the bound.
   The price: the text cannot end in a partial marker just before the marker (``<</think>``), a run longer
-  than the longest marker is refused, and near the bound only plain characters fit.
+  than the longest marker is refused, and near the bound only plain characters fit. ``n`` None: free text of
+  any length (a client that closes the region itself bounds it in tokens), one rule per automaton state.
 
 Does not handle: ``.`` (xgrammar lacks it; negated classes are used instead).
 """
@@ -25,8 +26,9 @@ from typing import Any, get_args, get_origin
 from .. import _types
 
 # 2: free text is charged per character, a run of partial markers as the longest marker (1 counted chunks, a
-# run of any length as one, so near-copies of a marker outran the bound). Part of a server arm's identity.
-VERSION = 2
+# run of any length as one, so near-copies of a marker outran the bound). 3: the model's own thinking before a
+# layout's reply (engines.after_thinking) has no character bound. Part of a server arm's identity.
+VERSION = 3
 
 _INT = '"-"? ("0" | [1-9] [0-9]{0,14})'
 # One JSON string character, as _types.JSON_CHAR: no quote, backslash or control character, or an escape.
@@ -150,9 +152,10 @@ def _runs(markers: list[str]) -> tuple[dict[int, dict[str, int]], set[int], set[
     return delta, done, alphabet, max(len(m) for m in markers)
 
 
-def until(g: Gbnf, name: str, marker: str, most: int, forbidden: tuple[str, ...] = ()) -> str:
+def until(g: Gbnf, name: str, marker: str, most: int | None, forbidden: tuple[str, ...] = ()) -> str:
     """Free text ending at the first ``marker`` (included), holding none of ``forbidden`` either, that costs
-    at most ``most`` before the marker (see ``cost``: at least its length in characters)."""
+    at most ``most`` before the marker (see ``cost``: at least its length in characters); ``most`` None: any
+    length (a client that closes the region itself bounds it in tokens), a few rules whatever the length."""
     delta, done, alphabet, cap = _runs([marker, *forbidden])
 
     def breaks(s: int) -> str:  # the characters that end a run in state s (back to the start state)
@@ -166,6 +169,19 @@ def until(g: Gbnf, name: str, marker: str, most: int, forbidden: tuple[str, ...]
             g.rules[rule] = " | ".join(alts)
         return rule
 
+    if most is None:  # no cost to count: a run is the automaton itself, a rule per state, of any length
+        def state(s: int) -> str:
+            rule = f"{name}-s{s}"
+            if rule not in g.rules:
+                g.rules[rule] = ""  # named before its body: a run may come back to a state it passed
+                g.rules[rule] = " | ".join([breaks(s)] + [f"{literal(c)} {state(t)}" for c in sorted(alphabet)
+                                                          if (t := delta[s][c]) != 0 and t not in done])
+            return rule
+
+        runs = [f"{literal(c)} {state(t)}" for c in sorted(alphabet) if (t := delta[0][c]) != 0 and t not in done]
+        plain0 = not_in({c for c in alphabet if delta[0][c] != 0})
+        free = g.rule(f"{name}-free", "(" + " | ".join([plain0] + runs) + ")*")
+        return g.rule(name, f"{free} " + " ".join(literal(c) for c in marker))
     starts = {c: t for c in alphabet if (t := delta[0][c]) != 0 and t not in done}
     plain = not_in({c for c in alphabet if delta[0][c] != 0})
     short = " | ".join(f"{literal(c)} {breaks(t)}" for c, t in sorted(starts.items()))

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 from .. import _types
 from . import _gbnf
 from .._signature import Signature
-from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, strip_fence, typed_outputs
+from ._base import (Constraint, Layout, Parsed, Region, fail, join_reasoning, split_grammars, strip_fence,
+                    typed_outputs)
 
 EXPLANATION_MAX = 1000  # characters
 _THOUGHTS_HELP = "think step by step: work the task out in full before you give the answer"
@@ -104,13 +105,16 @@ class OrderedFieldsLayout(Layout):
 
     # --- constraint -------------------------------------------------------------------------------
     def json_grammar(self, sig: type[Signature], g: _types.Grammar,
-                     bound: int | None = None) -> tuple[str, Region | None]:
+                     bound: int | None = None, tail: bool = False) -> tuple[str, Region | None]:
         """The Lark expression of the reply's JSON object (its rules go into ``g``), and the reasoning region
-        (at most ``bound`` characters; None: unbounded, the local backend closes it)."""
+        (at most ``bound`` characters; None: unbounded, the local backend closes it). ``tail``: only what
+        follows the reasoning string (``split``)."""
         region = None
         parts = []
         for i, name in enumerate(self._order(sig)):
             key = ("{" if i == 0 else ", ") + json.dumps(name) + ": "
+            if tail and name in self.before:
+                continue
             if name in self.before:
                 value, region = self.reasoning_value(g, name, key, bound)
             elif name in self.after:
@@ -133,7 +137,31 @@ class OrderedFieldsLayout(Layout):
             props = {n: ({"type": "string"} if n in self.before + self.after
                          else _types.json_schema(sig.output_fields[n].annotation)) for n in self._order(sig)}
             schema = _types.object_schema(props)
-        return Constraint(lark, schema, region, grammar=partial(self.server_grammar, sig))
+        split = partial(self.server_split, sig) if region is not None else None
+        return Constraint(lark, schema, region, grammar=partial(self.server_grammar, sig), split=split)
+
+    def server_split(self, sig: type[Signature], dialect: str, owed: int) -> tuple[str, str]:
+        """``Constraint.split``: the reasoning field's text, its end and the rest; then the rest alone."""
+        return split_grammars(_types.Grammar if dialect == "lark" else _gbnf.Gbnf,
+                              partial(self._split_parts, sig, dialect), owed)
+
+    def _split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
+        name = self.before[0]
+        if dialect == "lark" and self.syntax == "json":
+            text = g.rule(name, f'/{_types.JSON_CHAR}{_repeat(None, self.least)}"/') if region else ""
+            owing = g.rule(f"{name}_rest", f'/{_types.JSON_CHAR}{{{owed}}}"/') + " " if owed else ""
+            return text, owing + self.json_grammar(sig, g, tail=True)[0]
+        if dialect == "lark":
+            return self._fields_free(sig, g, name, None) if region else "", self._fields_lark(sig, g, None, True)
+        if self.syntax == "json":
+            jchar = g.rule("jchar", _gbnf._JCHAR)
+            text = f'{jchar}{{{self.least},}} "\\""' if self.least else f'{jchar}* "\\""'
+            owing = f'{jchar}{{{owed}}} "\\"" ' if owed else ""
+            return text if region else "", owing + self.json_gbnf(sig, g, 0, tail=True)
+        order = self._order(sig)
+        nxt = _marker(order[order.index(name) + 1])
+        text = _gbnf.until(g, name, nxt, None, tuple(m for m in self._markers(sig) if m != nxt)) if region else ""
+        return text, self._fields_gbnf(sig, g, 0, True)
 
     def server_grammar(self, sig: type[Signature], dialect: str, bound: int) -> str:
         if dialect == "lark":
@@ -141,11 +169,14 @@ class OrderedFieldsLayout(Layout):
         g = _gbnf.Gbnf()
         return g.render(self.json_gbnf(sig, g, bound) if self.syntax == "json" else self._fields_gbnf(sig, g, bound))
 
-    def json_gbnf(self, sig: type[Signature], g: _gbnf.Gbnf, bound: int) -> str:
-        """The GBNF expression of the reply's JSON object, its reasoning string at most ``bound`` characters."""
+    def json_gbnf(self, sig: type[Signature], g: _gbnf.Gbnf, bound: int, tail: bool = False) -> str:
+        """The GBNF expression of the reply's JSON object, its reasoning string at most ``bound`` characters
+        (``tail``: only what follows the reasoning string)."""
         parts = []
         for i, name in enumerate(self._order(sig)):
             key = _gbnf.literal(("{" if i == 0 else ", ") + json.dumps(name) + ": ")
+            if tail and name in self.before:
+                continue
             if name in self.before:
                 value = _gbnf.json_string(g, name, bound, self.least)
             elif name in self.after:
@@ -155,12 +186,15 @@ class OrderedFieldsLayout(Layout):
             parts.append(f"{key} {value}")
         return " ".join(parts) + ' "}"'
 
-    def _fields_gbnf(self, sig: type[Signature], g: _gbnf.Gbnf, bound: int) -> str:
+    def _fields_gbnf(self, sig: type[Signature], g: _gbnf.Gbnf, bound: int, tail: bool = False) -> str:
         order = self._order(sig)
         parts = []
         for i, name in enumerate(order):
             head = ("" if i == 0 else "\n\n") + _marker(name) + "\n"
             nxt = _marker(order[i + 1]) if i + 1 < len(order) else _marker("completed")
+            if tail and name in self.before:  # written by the region's own step, up to the next marker
+                parts.append(_gbnf.literal("\n"))
+                continue
             if name in self.before + self.after:  # free text up to the next marker, holding no other
                 most = bound if name in self.before else EXPLANATION_MAX
                 others = tuple(m for m in self._markers(sig) if m != nxt)
@@ -176,25 +210,43 @@ class OrderedFieldsLayout(Layout):
 
     def _lark(self, sig: type[Signature], bound: int | None) -> tuple[str, Region | None]:
         g = _types.Grammar()
-        order = self._order(sig)
-        region = None
         if self.syntax == "json":
             body, region = self.json_grammar(sig, g, bound)
             return g.render(body), region
+        region = None
+        if self.before:
+            order = self._order(sig)
+            head = ("" if order[0] == self.before[0] else "\n\n") + _marker(self.before[0]) + "\n"
+            nxt = _marker(order[order.index(self.before[0]) + 1])
+            region = Region(open=head, end=nxt, close="\n\n" + nxt)
+        return g.render(self._fields_lark(sig, g, bound)), region
+
+    def _free(self, sig: type[Signature], name: str) -> tuple[str, str]:
+        """The Lark exclusion that keeps a free field's text from holding another of the layout's markers (the
+        parser takes each of them as a field's start, wherever it is), and the marker that ends it."""
+        order = self._order(sig)
+        i = order.index(name)
+        nxt = _marker(order[i + 1]) if i + 1 < len(order) else _marker("completed")
+        others = "|".join(re.escape(m).replace("/", "\\/") for m in self._markers(sig) if m != nxt)
+        return f" & ~/(.|\\n)*({others})(.|\\n)*/", nxt
+
+    def _fields_free(self, sig: type[Signature], g: _types.Grammar, name: str, bound: int | None) -> str:
+        """The reasoning field's text, ended by the next marker (a rule in ``g``)."""
+        free, nxt = self._free(sig, name)
+        return g.rule(name, f"/(.|\\n){_repeat(bound)}/{free}", attrs=f"suffix={_types.lark_literal(nxt)}")
+
+    def _fields_lark(self, sig: type[Signature], g: _types.Grammar, bound: int | None, tail: bool = False) -> str:
+        """The Lark expression of a fields-syntax reply (``tail``: only what follows the reasoning field)."""
+        order = self._order(sig)
         parts = []
         for i, name in enumerate(order):
             head = ("" if i == 0 else "\n\n") + _marker(name) + "\n"
-            nxt = _marker(order[i + 1]) if i + 1 < len(order) else _marker("completed")
-            # Free text ends at the next marker and holds no other of the layout's markers (the parser
-            # takes each of them as a field's start, wherever it is).
-            others = "|".join(re.escape(m).replace("/", "\\/") for m in self._markers(sig) if m != nxt)
-            free = f" & ~/(.|\\n)*({others})(.|\\n)*/"
             if name in self.before:
-                value = g.rule(name, f"/(.|\\n){_repeat(bound)}/{free}", attrs=f"suffix={_types.lark_literal(nxt)}")
-                region = Region(open=head, end=nxt, close="\n\n" + nxt)
-                parts.append(f"{_types.lark_literal(head)} {value} \"\\n\"")
+                value = "" if tail else f"{_types.lark_literal(head)} {self._fields_free(sig, g, name, bound)} "
+                parts.append(value + '"\\n"')
                 continue
             if name in self.after:
+                free, nxt = self._free(sig, name)
                 value = g.rule(name, f"/(.|\\n){{0,{EXPLANATION_MAX}}}/{free}",
                                attrs=f"suffix={_types.lark_literal(nxt)}")
                 parts.append(f"{_types.lark_literal(head)} {value}")
@@ -205,7 +257,7 @@ class OrderedFieldsLayout(Layout):
             parts.append(f"{_types.lark_literal(head)} {value}" if head else value)
         if not self.after:
             parts.append(_types.lark_literal("\n\n" + _marker("completed")))
-        return g.render(" ".join(parts)), region
+        return " ".join(parts)
 
     # --- render / parse ---------------------------------------------------------------------------
     def _values(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None,

@@ -15,7 +15,7 @@ from typing import Any
 from .. import _types
 from .._signature import Signature
 from . import _gbnf
-from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, typed_outputs
+from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, split_grammars, typed_outputs
 from ._ordered import _repeat
 
 MARK = "Answer:"
@@ -41,31 +41,48 @@ class WorkThenAnswer(Layout):
 
     def constraint(self, sig: type[Signature]) -> Constraint:
         return Constraint(self._lark(sig, None), None, Region(open="", end="\n" + MARK, close="\n" + MARK),
-                          grammar=partial(self.server_grammar, sig))
+                          grammar=partial(self.server_grammar, sig), split=partial(self.server_split, sig))
 
     def _lark(self, sig: type[Signature], bound: int | None) -> str:
         g = _types.Grammar()
-        fields = list(sig.output_fields.items())
-        if len(fields) == 1:
-            tail = '" " ' + _types.plain_value_rule(fields[0][1].annotation, g, f"v_{fields[0][0]}")
-        else:
-            tail = " ".join(f'{_types.lark_literal(chr(10) + n + ": ")} '
-                            f'{_types.plain_value_rule(f.annotation, g, f"v_{n}")}' for n, f in fields)
+        tail = self._tail_lark(sig, g)
         g.rule("work", f"/(.|\\n){_repeat(bound)}/", attrs=f"suffix={_types.lark_literal(chr(10) + MARK)}")
         return g.render(f"work {tail}")
+
+    @staticmethod
+    def _tail_lark(sig: type[Signature], g: _types.Grammar) -> str:
+        fields = list(sig.output_fields.items())
+        if len(fields) == 1:
+            return '" " ' + _types.plain_value_rule(fields[0][1].annotation, g, f"v_{fields[0][0]}")
+        return " ".join(f'{_types.lark_literal(chr(10) + n + ": ")} '
+                        f'{_types.plain_value_rule(f.annotation, g, f"v_{n}")}' for n, f in fields)
+
+    @staticmethod
+    def _tail_gbnf(sig: type[Signature], g: _gbnf.Gbnf) -> str:
+        fields = list(sig.output_fields.items())
+        if len(fields) == 1:
+            return f'" " {_gbnf.plain_value(fields[0][1].annotation, g, f"v-{fields[0][0]}")}'
+        return " ".join(f'{_gbnf.literal(chr(10) + n + ": ")} {_gbnf.plain_value(f.annotation, g, f"v-{n}")}'
+                        for n, f in fields)
 
     def server_grammar(self, sig: type[Signature], dialect: str, bound: int) -> str:
         if dialect == "lark":
             return self._lark(sig, bound)
         g = _gbnf.Gbnf()
         work = _gbnf.until(g, "work", "\n" + MARK, bound)
-        fields = list(sig.output_fields.items())
-        if len(fields) == 1:
-            tail = f'" " {_gbnf.plain_value(fields[0][1].annotation, g, f"v-{fields[0][0]}")}'
-        else:
-            tail = " ".join(f'{_gbnf.literal(chr(10) + n + ": ")} {_gbnf.plain_value(f.annotation, g, f"v-{n}")}'
-                            for n, f in fields)
-        return g.render(f"{work} {tail}")
+        return g.render(f"{work} {self._tail_gbnf(sig, g)}")
+
+    def server_split(self, sig: type[Signature], dialect: str, owed: int) -> tuple[str, str]:
+        """``Constraint.split``: the working, ``\nAnswer:`` and the answer; then the answer (no minimum to owe)."""
+        return split_grammars(_types.Grammar if dialect == "lark" else _gbnf.Gbnf,
+                              partial(self._split_parts, sig, dialect), owed)
+
+    def _split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
+        if dialect == "lark":
+            tail = self._tail_lark(sig, g)
+            work = g.rule("work", "/(.|\\n)*/", attrs=f"suffix={_types.lark_literal(chr(10) + MARK)}") if region else ""
+            return work, tail
+        return _gbnf.until(g, "work", "\n" + MARK, None) if region else "", self._tail_gbnf(sig, g)
 
     def render(self, sig: type[Signature], outputs: dict[str, Any], reasoning: str | None = None,
                extras: dict[str, Any] | None = None) -> str:
