@@ -78,3 +78,17 @@ def kill_after_results(args: list[str], cwd: Path, db: Path, n: int, env: dict |
             pass  # not created yet, or mid-migration
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def labels_file(tmp_path: Path, n: int = 5) -> Path:
+    """A label task of ``n`` rows, the probe's two made-up words (every answer zebulon)."""
+    path = tmp_path / "words.jsonl"
+    path.write_text("".join(json.dumps({"question": f"word {i}", "answer": "zebulon"}) + "\n" for i in range(n)))
+    return path
+
+
+def eval_words(tmp_path: Path, spec: str, *extra: str) -> subprocess.CompletedProcess:
+    """``firsttoken eval --json`` of ``labels_file`` on model ``spec``."""
+    return cli("eval", "--data", str(labels_file(tmp_path)), "--inputs", "question", "--output", "answer",
+               "--labels", "zebulon,quillet", "--metric", "label", "--quiet", "--json", "-m", spec, *extra,
+               cwd=tmp_path)

@@ -18,9 +18,9 @@ from firsttoken.backends import _continue, resolve
 from firsttoken.layouts import Region, _gbnf
 
 from .grammar import accepts, gbnf_reader
+from .helpers import eval_words
 from .engines import EngineStub
 from .servers import recording
-from .test_thinking import eval_words
 from .signatures import EXAMPLES, Everything, Products, builtin_arms, least, reasoning_for
 
 REGION_ARMS = [(n, s) for n, s in builtin_arms() if ft.get_layout(n, s).has_reasoning]

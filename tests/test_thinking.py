@@ -13,19 +13,8 @@ from firsttoken.backends import model_key, parse_spec, resolve
 from firsttoken.experiments._probe import Probe, probe
 
 from .engines import REASONING_WORDS, EngineStub
-from .helpers import cli
+from .helpers import cli, eval_words
 
-
-def labels_file(tmp_path, n: int = 5):
-    path = tmp_path / "words.jsonl"
-    path.write_text("".join(json.dumps({"question": f"word {i}", "answer": "zebulon"}) + "\n" for i in range(n)))
-    return path
-
-
-def eval_words(tmp_path, spec: str, *extra: str):
-    return cli("eval", "--data", str(labels_file(tmp_path)), "--inputs", "question", "--output", "answer",
-               "--labels", "zebulon,quillet", "--metric", "label", "--quiet", "--json", "-m", spec, *extra,
-               cwd=tmp_path)
 
 
 def test_r1_style_replies_parse_and_their_reasoning_is_kept(tmp_path):

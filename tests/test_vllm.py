@@ -209,7 +209,7 @@ def test_ask_eval_and_predict_end_to_end_from_the_command_line(plain, tmp_path):
     assert res.returncode == 0, res.stderr
     arms = json.loads(res.stdout)["arms"]
     assert {(a["layout"], a["enforced"], a["n"], a["parse_failures"], a["backend_errors"]) for a in arms} == \
-        {("direct", "lark", 10, 0, 0), ("thoughts_first", "lark", 10, 0, 0)}
+        {("direct", "lark", 10, 0, 0), ("thoughts_first", "lark+continuation", 10, 0, 0)}
     new = tmp_path / "new.csv"
     new.write_text('name,description\n"Travel Mug","A steel mug that keeps coffee hot."\n')
     out = tmp_path / "pred.jsonl"
@@ -217,6 +217,10 @@ def test_ask_eval_and_predict_end_to_end_from_the_command_line(plain, tmp_path):
               "--out", str(out), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text())["outputs"]["category"] in CATEGORIES
+    res = cli("ask", "Which word comes first in the alphabet?", "-m", spec, "--layout", "thoughts_first",
+              "--output", "answer:zebulon|quillet", "--max-thinking-tokens", str(BUDGET), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr  # streamed: the region as it comes, the answer after the second step
+    assert res.stdout.lstrip().startswith('{"thoughts": "') and ("zebulon" in res.stdout or "quillet" in res.stdout)
     res = cli("ask", "Which word comes first in the alphabet?", "-m", spec.replace("schema_mode=lark", "schema_mode="
               "json_schema"), "--layout", "thoughts_first", "--output", "answer:zebulon|quillet",
               "--max-thinking-tokens", str(BUDGET), "--json", cwd=tmp_path)
