@@ -28,6 +28,7 @@ import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from ._errors import BackendError, FirstTokenError
@@ -173,13 +174,15 @@ def run_batch(backend: Backend, requests: list[Request]) -> Iterator[Outcome]:
     pool, yielding each as it finishes. A consumer that stops early (Ctrl-C, a run-stopping error) leaves
     the calls in flight behind: the pool is not waited for."""
 
-    def one(i: int) -> list[Outcome]:
-        try:
-            return [(i, call(backend, requests[i]))]
-        except FirstTokenError as e:
-            return [(i, e)]
+    yield from run_jobs(parallel_of(backend), [partial(one_call, backend, requests, i) for i in range(len(requests))])
 
-    yield from run_jobs(parallel_of(backend), [lambda i=i: one(i) for i in range(len(requests))])
+
+def one_call(backend: Backend, requests: list[Request], i: int) -> list[Outcome]:
+    """Request ``i`` through ``call``, as a job: its outcome, the reply or the error that ended it."""
+    try:
+        return [(i, call(backend, requests[i]))]
+    except FirstTokenError as e:
+        return [(i, e)]
 
 
 def run_jobs(workers: int, jobs: list[Callable[[], list[Outcome]]]) -> Iterator[Outcome]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from .._backend import (Generation, Messages, Outcome, Request, budget_families, call, foreign, parallel_of,
+from .._backend import (Generation, Messages, Outcome, Request, budget_families, foreign, one_call, parallel_of,
                         run_jobs)
 from .._errors import ConfigError, FirstTokenError
 from ..layouts import Constraint, Region
@@ -254,7 +254,7 @@ class Continuing:
         stream = on_text
         while True:
             try:
-                result = self.run_step(kwargs, stream and (lambda piece: stream(piece)))
+                result = self.run_step(kwargs, stream)
             except FirstTokenError as e:
                 try:
                     kwargs = steps.throw(e)
@@ -292,15 +292,9 @@ class Continuing:
             if key is not None and self.closes_by_continuation(requests[i].constraint):
                 groups.setdefault(key, []).append(i)
             else:
-                jobs.append(partial(self._alone, requests, i))
+                jobs.append(partial(one_call, self, requests, i))
         jobs += [partial(self._family, requests, members) for members in groups.values()]
         yield from run_jobs(parallel_of(self), jobs)  # type: ignore[arg-type]
-
-    def _alone(self, requests: list[Request], i: int) -> list[Outcome]:
-        try:
-            return [(i, call(self, requests[i]))]  # type: ignore[arg-type]
-        except FirstTokenError as e:
-            return [(i, e)]
 
     def _family(self, requests: list[Request], members: list[int]) -> list[Outcome]:
         try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .. import _types
+from . import _gbnf
 from .._errors import ConfigError, ParseError
 from .._signature import Signature
 
@@ -190,14 +191,19 @@ class Layout:
         """Reply text (and reasoning a server delivered separately) to typed outputs, or ParseError."""
         raise NotImplementedError
 
+    # --- a server client that closes the region itself (Constraint.split) ------------------------------
+    def server_split(self, sig: type[Signature], dialect: str, owed: int) -> tuple[str, str]:
+        """``Constraint.split`` from ``split_parts``: the reply after the opener (the region, its end, the rest),
+        then the rest alone, each a grammar of its own."""
+        new = _types.Grammar if dialect == "lark" else _gbnf.Gbnf
+        first, second = new(), new()
+        region, rest = self.split_parts(sig, dialect, first, 0, True)
+        return first.render(f"{region} {rest}"), second.render(self.split_parts(sig, dialect, second, owed, False)[1])
 
-def split_grammars(new: Callable[[], Any], parts: Callable[[Any, int, bool], tuple[str, str]],
-                   owed: int) -> tuple[str, str]:
-    """``Constraint.split`` from a layout's ``parts(g, owed, region)``: the region's expression (when ``region``)
-    and the rest's, their rules written into ``g`` (a ``new()`` grammar: Lark or GBNF)."""
-    first, second = new(), new()
-    region, rest = parts(first, 0, True)
-    return first.render(f"{region} {rest}"), second.render(parts(second, owed, False)[1])
+    def split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
+        """The region's expression (where ``region``; "" otherwise) and the rest's, their rules written into ``g``;
+        the rest starts with ``owed`` more region characters and its end where ``owed`` > 0."""
+        raise NotImplementedError
 
 
 def fail(message: str, raw: str, reasoning: str | None = None) -> ParseError:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from .. import _types
 from . import _gbnf
 from .._signature import Signature
-from ._base import (Constraint, Layout, Parsed, Region, fail, join_reasoning, split_grammars, strip_fence,
+from ._base import (Constraint, Layout, Parsed, Region, fail, join_reasoning, strip_fence,
                     typed_outputs)
 
 EXPLANATION_MAX = 1000  # characters
@@ -140,12 +140,7 @@ class OrderedFieldsLayout(Layout):
         split = partial(self.server_split, sig) if region is not None else None
         return Constraint(lark, schema, region, grammar=partial(self.server_grammar, sig), split=split)
 
-    def server_split(self, sig: type[Signature], dialect: str, owed: int) -> tuple[str, str]:
-        """``Constraint.split``: the reasoning field's text, its end and the rest; then the rest alone."""
-        return split_grammars(_types.Grammar if dialect == "lark" else _gbnf.Gbnf,
-                              partial(self._split_parts, sig, dialect), owed)
-
-    def _split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
+    def split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
         name = self.before[0]
         if dialect == "lark" and self.syntax == "json":
             text = g.rule(name, f'/{_types.JSON_CHAR}{_repeat(None, self.least)}"/') if region else ""

@@ -13,7 +13,7 @@ from .. import _types
 from .._errors import ParseError
 from .._signature import Signature
 from . import _gbnf
-from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, split_grammars
+from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning
 from ._ordered import Direct, _repeat
 
 OPEN, CLOSE = "<think>", "</think>"
@@ -58,12 +58,7 @@ class ThinkThenAnswer(Layout):
         answer = g.rule("answer", self._answer.json_gbnf(sig, g, bound))
         return g.render(f"{_gbnf.literal(OPEN)} {think} {_gbnf.literal(chr(10))} {answer}")
 
-    def server_split(self, sig: type[Signature], dialect: str, owed: int) -> tuple[str, str]:
-        """``Constraint.split``: the thinking, ``</think>`` and the answer; then the answer (no minimum to owe)."""
-        return split_grammars(_types.Grammar if dialect == "lark" else _gbnf.Gbnf,
-                              partial(self._split_parts, sig, dialect), owed)
-
-    def _split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
+    def split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
         if dialect == "lark":
             think = g.rule("think", "/(.|\\n)*/", attrs=f"suffix={_types.lark_literal(CLOSE)}") if region else ""
             body, _ = self._answer.json_grammar(sig, g)

@@ -15,7 +15,7 @@ from typing import Any
 from .. import _types
 from .._signature import Signature
 from . import _gbnf
-from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, split_grammars, typed_outputs
+from ._base import Constraint, Layout, Parsed, Region, fail, join_reasoning, typed_outputs
 from ._ordered import _repeat
 
 MARK = "Answer:"
@@ -72,12 +72,7 @@ class WorkThenAnswer(Layout):
         work = _gbnf.until(g, "work", "\n" + MARK, bound)
         return g.render(f"{work} {self._tail_gbnf(sig, g)}")
 
-    def server_split(self, sig: type[Signature], dialect: str, owed: int) -> tuple[str, str]:
-        """``Constraint.split``: the working, ``\nAnswer:`` and the answer; then the answer (no minimum to owe)."""
-        return split_grammars(_types.Grammar if dialect == "lark" else _gbnf.Gbnf,
-                              partial(self._split_parts, sig, dialect), owed)
-
-    def _split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
+    def split_parts(self, sig: type[Signature], dialect: str, g: Any, owed: int, region: bool) -> tuple[str, str]:
         if dialect == "lark":
             tail = self._tail_lark(sig, g)
             work = g.rule("work", "/(.|\\n)*/", attrs=f"suffix={_types.lark_literal(chr(10) + MARK)}") if region else ""
