@@ -145,6 +145,12 @@ def _finding(model: str, name: str, summary: dict) -> str:
     trend = _difficulty_trend(summary)
     if trend:
         lines.append(f"  - By difficulty (lowest → highest level): {trend}.")
+    base = summary.get("baseline")
+    if base and base["not_above"]:
+        names = ", ".join(a["label"] for a in arms if a["id"] in base["not_above"])
+        lines.append(f"  - Against always answering the majority label ({base['majority_label']!r}: "
+                     f"{base['majority_accuracy']:.1%} of these rows): {len(base['not_above'])} of {len(arms)} arms are "
+                     f"not above it ({names}).")
     lines.append(f"  - {verdict}")
     return "\n".join(lines)
 

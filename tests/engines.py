@@ -15,6 +15,8 @@ honours cuts it, or it was turned off in a way the engine honours.
     EngineStub("llama-server", r1=True)             # R1-style: the reply closes </think> it never opened
     EngineStub("vllm", delay=0.2)   # each reply takes 0.2 s; counts requests in flight and those the client dropped
     EngineStub("vllm", ignores={"continue_final_message"})  # answers a new turn after a partial assistant message
+    EngineStub("vllm", cuts=True)   # every constrained one-request reply cut at max_tokens, half written
+    Gateway(url, limit=1024)        # in front of any of them: drops every grammar longer than 1 KB, HTTP 200
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import firsttoken as ft
-from firsttoken.experiments._probe import Probe
+from firsttoken.experiments._probe import PARTIAL, Probe
 
 REASONING_WORDS = 120
 FREE = "I will not answer."
@@ -94,10 +96,10 @@ def _completion(body: dict[str, Any], message: dict[str, Any], usage: dict[str, 
 class EngineStub:
     def __init__(self, engine: str, *, thinks: bool = True, ignores: set[str] | None = None,
                  json_in_reasoning: bool = False, grammar_off_when_thinking: bool = False,
-                 refuses: set[str] | None = None, r1: bool = False, delay: float = 0.0):
+                 refuses: set[str] | None = None, r1: bool = False, delay: float = 0.0, cuts: bool = False):
         self.engine, self.thinks, self.ignores = engine, thinks, set(ignores or ())
         self.json_in_reasoning, self.grammar_off_when_thinking = json_in_reasoning, grammar_off_when_thinking
-        self.refuses, self.r1 = set(refuses or ()), r1
+        self.refuses, self.r1, self.cuts = set(refuses or ()), r1, cuts
         self.bodies: list[dict[str, Any]] = []
         self.delay, self.in_flight, self.most_in_flight, self.dropped = delay, 0, 0, 0
         self._count = threading.Lock()
@@ -223,7 +225,8 @@ class EngineStub:
         """A layout's reply that starts with ``prefix``, from there on (the whole message first on llama-server);
         a new turn where the engine does not continue (it starts the reply over), free text where the grammar is
         ignored. The scripted model does not stop at a region's end: the client cuts there."""
-        applied = not any(f in self.ignores for f in ("grammar", "ebnf", "structured_outputs") if f in body)
+        applied = _grammar_of(body) is not None and \
+            not any(f in self.ignores for f in ("grammar", "ebnf", "structured_outputs") if f in body)
         reply = next((r for _, r in _replies() if r.startswith(prefix) and len(r) > len(prefix)), FREE) if applied \
             else FREE
         new = reply[len(prefix):] if continues and reply.startswith(prefix) else reply
@@ -250,7 +253,7 @@ class EngineStub:
         if messages and messages[-1].get("role") == "assistant":  # a partial assistant message to go on from
             continues = self.engine == "llama-server" or (self._honoured(body, "continue_final_message")
                                                           and body["continue_final_message"] is True)
-            if _grammar_of(body) is not None:  # a layout's reply, continued (a region closed by the client)
+            if messages[-1]["content"] != PARTIAL:  # a layout's reply, continued (a region closed by the client)
                 return 200, self._continued(body, messages[-1]["content"], continues)
             content = (" 5, 6" if self.engine != "llama-server" else "1, 2, 3, 4, 5, 6") if continues \
                 else "1, 2"  # llama-server returns the message it continued first, as the real one does
@@ -282,6 +285,9 @@ class EngineStub:
             if name == "think_then_answer" and reasoning:  # the layout's own region: the model's thinking
                 content = content.replace("so zebulon", reasoning, 1)
                 reasoning = None
+        finish = "stop"
+        if self.cuts and applied:  # the reply reaches max_tokens before it is complete
+            content, finish = content[: len(content) // 2], "length"
         message: dict[str, Any] = {"role": "assistant", "content": content}
         usage: dict[str, Any] = {"prompt_tokens": 20, "completion_tokens": len(content.split()) + words}
         if reasoning:
@@ -293,4 +299,66 @@ class EngineStub:
                 message["content"] = reasoning + "\n</think>\n\n" + content
             elif apart:
                 message[apart] = reasoning
-        return 200, _completion(body, message, usage)
+        return 200, _completion(body, message, usage, finish)
+
+
+class Gateway:
+    """A loopback gateway in front of a server (``upstream``, its base URL) that silently drops any grammar longer
+    than ``limit`` characters (``grammar``, ``ebnf`` or ``structured_outputs.grammar``) and passes the rest on as it
+    is; ``dropped`` holds the grammars it dropped, ``requests`` each request's system message and whether it lost its
+grammar. Replies come back whole (a stream as one body)."""
+
+    def __init__(self, upstream: str, limit: int):
+        import httpx
+
+        self.upstream, self.limit, self.dropped, self.passed = upstream.rstrip("/"), limit, [], 0
+        self.requests: list[tuple[str, bool]] = []  # each chat request's system message, and whether a grammar went
+        client = httpx.Client(timeout=600)
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                gateway.filter(body)
+                reply = client.post(gateway.upstream + self.path, json=body)
+                self.send_response(reply.status_code)
+                self.send_header("content-type", reply.headers.get("content-type", "application/json"))
+                self.send_header("content-length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            def do_GET(self) -> None:  # noqa: N802
+                reply = client.get(gateway.upstream + self.path)
+                self.send_response(reply.status_code)
+                self.send_header("content-type", reply.headers.get("content-type", "application/json"))
+                self.send_header("content-length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def filter(self, body: dict[str, Any]) -> None:
+        before = len(self.dropped)
+        for holder, key in ((body, "grammar"), (body, "ebnf"), (body.get("structured_outputs") or {}, "grammar")):
+            text = holder.get(key)
+            if isinstance(text, str) and len(text) > self.limit:
+                del holder[key]
+                self.dropped.append(text)
+            elif isinstance(text, str):
+                self.passed += 1
+        if body.get("structured_outputs") == {}:
+            del body["structured_outputs"]
+        messages = body.get("messages") or [{}]
+        self.requests.append((str(messages[0].get("content")), len(self.dropped) > before))
+
+    def __enter__(self) -> str:
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -110,3 +110,17 @@ def ticket_triage(messages):
 
 
 ticket_triage.enforces = "script"
+
+
+def always_spam(messages):
+    """Answers "spam" to every row (the SMS spam prompt that does not say what the labels mean)."""
+    return json.dumps({"label": "spam"})
+
+
+def spam_words(messages):
+    """"spam" where the message offers a prize, else "ham": right on the spam rows of tests/test_reports.py."""
+    return json.dumps({"label": "spam" if "prize" in _question(messages) else "ham"})
+
+
+for _fake in (always_spam, spam_words):
+    _fake.enforces = "script"

@@ -152,7 +152,7 @@ def test_experiments_insides_stay_inside():
 
 def test_experiments_public_names_are_pinned():
     assert sorted(firsttoken.experiments.__all__) == [
-        "Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "dspy_program",
+        "Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "baseline_note", "build_grid", "default_store", "dspy_program",
         "evaluate", "file_task", "fixed_n", "html_page", "knee_sentence", "load_demos", "make_config",
         "markdown", "pair_alpha", "pair_fixed_n", "paired", "plots", "predict_file", "probe", "same_file", "show_arm",
         "simulate", "summarize", "versus", "with_options"]

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import _models
 from .._errors import ConfigError, DataError
 from .._text import markup, terminal_safe
-from ..experiments import (Arm, Store, arm_label, dspy_program, evaluate, html_page, load_demos, make_config, markdown,
-                           predict_file, same_file, show_arm, summarize)
+from ..experiments import (Store, baseline_note, dspy_program, evaluate, html_page, load_demos,
+                           make_config, markdown, predict_file, same_file, show_arm, summarize)
 from ..demo import run_demo
 from ..tasks import Task, column_map, get_task, read_label_descriptions, task_names
 from ._app import app, err, out
+from ._progress import BarProgress
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -46,60 +45,6 @@ def check_margin(points: float) -> None:
     if not math.isfinite(points) or not 0 <= points < 100:
         raise ConfigError(f"--margin {points}: not a number of accuracy points from 0 to 100",
                           hint="e.g. --margin 2 (the recommendation may give up 2 points for a cheaper arm)")
-
-
-class BarProgress:
-    """A live bar per arm (rows done, running accuracy, tokens/s, ETA); a model's arms run together, so their
-    bars advance together. Quiet: one line per arm when it ends. Use it in a ``with`` block."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar: Progress | None = None
-        self.arms: dict[str, dict] = {}  # arm id -> its counts, start time, bar task id
-
-    def __enter__(self) -> BarProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()  # the bars stay on screen
-            self.bar = None
-
-    def arm_started(self, arm: Arm, total: int, done: int) -> None:
-        state: dict = {"correct": 0, "answered": 0, "tokens": 0, "seconds": 0.0, "new": 0,
-                       "start": time.perf_counter(), "open": True}
-        self.arms[arm.id] = state
-        if not self.quiet:
-            if self.bar is None:
-                self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=err)
-                self.bar.start()
-            state["task"] = self.bar.add_task(markup(arm_label(arm.record())), total=total, completed=done, stats="")
-
-    def row_done(self, arm: Arm, result: dict) -> None:
-        c = self.arms[arm.id]
-        c["new"] += 1
-        if result["outcome"] != "backend_error":
-            c["answered"] += 1
-            c["correct"] += result["outcome"] == "correct"
-            c["tokens"] += (result["reasoning_tokens"] or 0) + (result["answer_tokens"] or 0)
-            c["seconds"] += result["seconds"] or 0
-        if self.bar is not None and "task" in c:
-            acc = c["correct"] / c["answered"] if c["answered"] else 0
-            tps = c["tokens"] / c["seconds"] if c["seconds"] else 0
-            self.bar.update(c["task"], advance=1, stats=f"acc {acc:.0%}  {tps:.0f} tok/s")
-
-    def arm_finished(self, arm: Arm) -> None:
-        c = self.arms[arm.id]
-        c["open"] = False
-        if self.quiet:
-            err.print(f"{terminal_safe(arm_label(arm.record()))}: {c['new']} new rows in "
-                      f"{time.perf_counter() - c['start']:.0f} s", markup=False)
-        elif not any(a["open"] for a in self.arms.values()):
-            self._stop()
 
 
 def model_options(values: list[str] | None) -> dict[str, str]:
@@ -223,6 +168,7 @@ def eval_(task: str = typer.Option(None, "--task", help="a built-in task (see `f
     with BarProgress(quiet or as_json) as progress:
         summary = evaluate(the_task, config=config, progress=progress)
     summary["bad_rows"] = the_task.bad_rows
+    _baseline_note(summary)
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -262,6 +208,8 @@ def report(store: Path = typer.Argument(..., help="a store written by `firsttoke
         summaries = [summarize(db, t, margin=margin / 100) for t in db.tasks()]
         if not summaries:
             raise ConfigError(f"{store}: the store has no runs", hint="run `firsttoken eval` first")
+        for s in summaries:
+            _baseline_note(s)
         text = "\n".join(markdown(s) for s in summaries)
         if md_file:
             _write(md_file, text)
@@ -275,6 +223,12 @@ def report(store: Path = typer.Argument(..., help="a store written by `firsttoke
                 out.print(terminal_safe(f"HTML report: {html_file.resolve()}"), markup=False)
     finally:
         db.close()
+
+
+def _baseline_note(summary: dict) -> None:
+    line = baseline_note(summary)
+    if line:
+        err.print(terminal_safe(f"note: {line}"), markup=False, soft_wrap=True)
 
 
 def _write(path: Path, text: str) -> None:

@@ -7,6 +7,7 @@ tests/test_imports.py); the modules behind it are free to change.
 from ..tasks import Row, Task, file_task
 from ._apply import show_arm
 from ._arm import Arm, build_grid, with_options
+from ._baseline import note as baseline_note
 from ._config import EvalConfig, make_config
 from ._confseq import fixed_n, pair_alpha, pair_fixed_n
 from ._curves import knee_sentence
@@ -20,7 +21,7 @@ from ._simulate import simulate
 from ._store import Store
 from ._summary import arm_label, paired, summarize, versus
 
-__all__ = ["Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "build_grid", "default_store", "dspy_program",
+__all__ = ["Arm", "EvalConfig", "Row", "Store", "Task", "arm_label", "baseline_note", "build_grid", "default_store", "dspy_program",
            "evaluate", "file_task", "fixed_n", "html_page", "knee_sentence", "load_demos", "make_config",
            "markdown", "pair_alpha", "pair_fixed_n", "paired", "plots", "predict_file", "probe", "same_file",
            "show_arm", "simulate", "summarize", "versus", "with_options"]

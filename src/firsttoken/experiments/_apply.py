@@ -1,7 +1,8 @@
 """Find a run's arm and rebuild its Predictor (for ``predict``, in ``_predict``), or print exactly what it
 sends (``show``).
 
-An arm is named by its full id, its number in the run's table, or a unique part of its id.
+An arm is named by its full id, its number (its place among the store's arms, as ``report`` numbers them across
+tasks), or a unique part of its id; a part that several ids share is refused with their numbers.
 A ``--signature`` run's signature is loaded again from its module and refused if it has changed since.
 Does not handle: a Python-API run with a nested-model output and no signature reference (nothing to rebuild).
 """
@@ -21,7 +22,7 @@ from ..backends import resolve
 from ..layouts import layout_source, load_layout
 from ._arm import Arm
 from ._store import Store
-from ._summary import summarize
+from ._summary import arm_label, summarize
 from ..tasks import rebuild_signature
 
 
@@ -32,27 +33,30 @@ def find_arm(store: Store, ref: str | None) -> dict:
     if ref is None:
         tasks = store.tasks()
         if len(tasks) > 1:
-            raise ConfigError(f"{store.path} holds several tasks ({', '.join(tasks)})", hint="pass --arm ID")
+            raise ConfigError(f"{store.path} holds several tasks ({', '.join(tasks)})",
+                              hint="pass --arm N: the arm's number in `firsttoken report` (numbers run across tasks)")
         rec = summarize(store, tasks[0])["recommendation"]
         if rec["status"] == "inconclusive" or rec["arm"] is None:
             raise ConfigError(f"the run's recommendation is inconclusive: {rec['reason']}",
                               hint="pick an arm yourself with --arm (its number in `firsttoken report`)")
         ref = rec["arm"]
-    by_task: dict[str, list[dict]] = {}
-    for a in arms:
-        by_task.setdefault(a["task"], []).append(a)
     exact = [a for a in arms if a["id"] == ref]
     if exact:
         return exact[0]
-    if ref.isdigit() and len(by_task) == 1:
-        only = next(iter(by_task.values()))
-        if 1 <= int(ref) <= len(only):
-            return only[int(ref) - 1]
-    partial = [a for a in arms if ref in a["id"]]
+    if ref.isdigit():  # the arm's number: its place among the store's arms, as `firsttoken report` numbers them
+        if 1 <= int(ref) <= len(arms):
+            return arms[int(ref) - 1]
+        raise ConfigError(f"--arm {ref}: the store has arms 1 to {len(arms)}",
+                          hint="use the arm's number from `firsttoken report`, or its id")
+    partial = [(n, a) for n, a in enumerate(arms, 1) if ref in a["id"]]
     if len(partial) == 1:
-        return partial[0]
-    raise ConfigError(f"no single arm matches {ref!r} ({len(partial)} match)",
-                      hint="use the arm's number from `firsttoken report`, or its full id")
+        return partial[0][1]
+    if not partial:
+        raise ConfigError(f"no arm matches {ref!r}", hint="use the arm's number from `firsttoken report`, or its id")
+    names = "; ".join(f"{n}: {arm_label(a)} (task {a['task']}, id {a['id']})" for n, a in partial[:8])
+    more = f"; and {len(partial) - 8} more" if len(partial) > 8 else ""
+    raise ConfigError(f"{len(partial)} arms match {ref!r}: {names}{more}",
+                      hint="pass one of these numbers as --arm, or more of the id")
 
 
 def predictor_for(store: Store, arm: dict, backend: Any = None) -> Predictor:

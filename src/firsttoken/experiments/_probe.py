@@ -4,9 +4,13 @@ Engines fail silently (a removed field ignored with HTTP 200, a grammar applied 
 at all while thinking, a format ignored, a budget processor that does nothing), so ``probe(backend)`` checks:
 
 * **constraint**, per layout: a request whose free reply breaks the layout (the user asks for a sentence
-  instead of the format, the answer is one of two made-up words). The reply parses: ``held``; it does not:
-  ``broken`` (the arm is prompt-only, whatever the engine claims); nothing was sent: ``not sent``; the reply
-  hit the probe's token limit first: ``cut`` (not told: the arm keeps what the engine declared).
+  instead of the format; asked alone, the answer is one of two made-up words). The reply parses: ``held``; it does not:
+  ``broken`` (the arm is prompt-only, whatever the engine claims); nothing was sent: ``not sent``. A reply that
+  hits the probe's token limit tells nothing: it is asked again with four times the limit, and cut again it is
+  ``unverified`` (the arm is labelled so: never as enforced). Where the region closes by continuation, a first
+  step that ends the model's turn inside the region is ``broken``: its grammar forbids that, so it was not applied.
+  Run by ``evaluate``, the request is the arm's: the task's own output fields (a grammar of the same size as the
+  rows'), and on a path where the grammar bounds the region, the arm's largest budget.
 * **reasoning apart**: where the reply came back in two parts, the answer must be in the content, not in the
   reasoning (``in reasoning`` otherwise: the grammar was applied to the wrong part).
 * **model thinking tokens**: with the model's own thinking on (``model_thinking=on``) and
@@ -25,9 +29,11 @@ Does not handle: a backend that enforces some requests and not others (one reque
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from .. import _types
 from .._backend import Backend, call, enforcement
 from .._errors import ConfigError, FirstTokenError, ParseError, UnreachableError
 from .._predictor import Predictor
@@ -37,6 +43,8 @@ from ..layouts import get_layout, layout_classes
 TOKENS = "model thinking tokens"  # the finding on the model's own thinking budget
 SLACK = 8  # tokens over the budget a closing tag and its newline may take
 ANSWER_TOKENS = 160  # the probe's replies are a word or two; a reply cut here tells nothing
+UNVERIFIED = "unverified"  # what an arm is labelled where the probe could not tell whether its constraint held
+RETRY_TOKENS = 4 * ANSWER_TOKENS  # the second try of a reply cut at ANSWER_TOKENS
 BREAK = ("Do not use any format, tags or JSON. Reply with exactly this sentence and nothing else: "
          "I will not answer.")
 COUNT = "Count from 1 to 10, separated by commas. Reply with the numbers only."
@@ -55,8 +63,8 @@ class Probe(Signature):
 class Finding:
     check: str  # constraint, reasoning apart, model thinking tokens, model thinking off, continuation
     layout: str  # "layout/syntax", or "-" for checks of the model's own thinking
-    outcome: str  # held, broken, not sent, cut, in reasoning, exceeded, still thinking, off, continues, new turn,
-    # not offered, unclear, error
+    outcome: str  # held, broken, not sent, unverified, in reasoning, exceeded, still thinking, off, continues,
+    # new turn, not offered, unclear, error
     detail: str
 
     def to_dict(self) -> dict[str, str]:
@@ -67,10 +75,24 @@ def probe_layouts() -> list[tuple[str, str]]:
     return [(c.name, s) for c in layout_classes() for s in c.syntaxes]
 
 
-def probe(backend: Backend, layouts: list[tuple[str, str]] | None = None, budget: int = 16) -> list[Finding]:
+def probe_signature(sig: type[Signature]) -> type[Signature]:
+    """The probe's question asked of a task's outputs: the task's output fields (so its constraint is the size of
+    the rows'), one input."""
+    outputs = sig.output_fields
+    name = next(n for n in ("question", "probe_question", "probe_question_") if n not in outputs)
+    return Signature.make("Probe", Probe.instructions, {name: str}, {n: f.annotation for n, f in outputs.items()},
+                          {n: f.desc for n, f in outputs.items()},
+                          {n: f.labels for n, f in outputs.items() if f.labels})
+
+
+def probe(backend: Backend, layouts: list[tuple[str, str]] | None = None, budget: int = 16,
+          signature: type[Signature] | None = None, budgets: dict[tuple[str, str], int] | None = None) -> list[Finding]:
+    """``signature``: the task's (its outputs asked); ``budgets``: a layout's largest budget in the run, sent where
+    the grammar bounds the region (its size grows with it); elsewhere ``budget``."""
     findings: list[Finding] = []
+    sig = Probe if signature is None else probe_signature(signature)
     for name, syntax in (probe_layouts() if layouts is None else layouts):
-        findings += _constraint(backend, name, syntax, budget)
+        findings += _constraint(backend, name, syntax, (budgets or {}).get((name, syntax), budget), sig, budget)
     options = getattr(backend, "options", None)  # a server's switch for the model's own thinking, if it has one
     thinking = getattr(options, "model_thinking", None)
     if thinking == "on" and getattr(options, "model_thinking_tokens", None) is not None:
@@ -118,37 +140,70 @@ def refuse_continuation(model: str, findings: list[dict[str, str]]) -> None:
                           hint="add ?close_by=grammar to the model: one request a reply, the region bounded by a grammar")
 
 
-def _constraint(backend: Backend, name: str, syntax: str, budget: int) -> list[Finding]:
+def _constraint(backend: Backend, name: str, syntax: str, largest: int, sig: type[Signature],
+                small: int) -> list[Finding]:
     where = f"{name}/{syntax}"
     layout = get_layout(name, syntax)
-    declared = enforcement(backend, layout.constraint(Probe))
+    constraint = layout.constraint(sig)
+    declared = enforcement(backend, constraint)
     if declared is None:
         return [Finding("constraint", where, "not sent", "the backend sends no constraint for this layout")]
-    predictor = Predictor(Probe, layout=name, syntax=syntax, model=backend, max_thinking_tokens=budget,
-                          max_answer_tokens=ANSWER_TOKENS)
+    continues = getattr(backend, "closes_by_continuation", lambda c: False)(constraint)
+    budget = min(largest, small) if continues else largest  # a split grammar's size does not grow with the budget
+    question = next(iter(sig.input_fields))
     try:
-        pred = predictor(question=BREAK)
-    except ParseError as e:
-        gen = getattr(e, "generation", None)
-        if gen is not None and gen.finish_reason == "length":  # a grammar can hold a reply cut short: not told
-            return [Finding("constraint", where, "cut", f"{declared} sent; the reply reached the probe's "
-                                                        f"{ANSWER_TOKENS}-token limit before it was complete")]
-        apart = (gen.reasoning if gen is not None else None) or e.reasoning or ""
-        if apart and ("zebulon" in apart or "quillet" in apart) and not (e.raw or "").strip():
-            return [Finding("constraint", where, "broken", f"{declared} sent; the content was empty"),
-                    Finding("reasoning apart", where, "in reasoning", "the answer came back in the reasoning")]
-        if not (e.raw or "").strip():  # say where the reply went, not "reply: " and nothing
-            went = f"; {len(apart)} characters came back as reasoning" if apart else " and no reasoning came back"
-            return [Finding("constraint", where, "broken", f"{declared} sent; the content was empty{went}")]
-        return [Finding("constraint", where, "broken", f"{declared} sent; reply: {_short(e.raw)}")]
+        for limit in (ANSWER_TOKENS, RETRY_TOKENS):
+            predictor = Predictor(sig, layout=name, syntax=syntax, model=backend, max_thinking_tokens=budget,
+                                  max_answer_tokens=limit)
+            try:
+                pred = predictor(**{question: BREAK})
+                break
+            except ParseError as e:
+                gen = getattr(e, "generation", None)
+                if gen is None or gen.finish_reason != "length":
+                    return _broken(layout, sig, e, where, declared)
+        else:  # a grammar can hold a reply cut short: not told, twice
+            return [Finding("constraint", where, "unverified",
+                            f"{declared} sent; the reply reached the probe's limit ({ANSWER_TOKENS}, then "
+                            f"{RETRY_TOKENS} tokens) before it was complete: whether the constraint held is not known")]
     except (ConfigError, UnreachableError):
         raise  # a misconfigured or unreachable server: the run would stop on its first row with the same line
     except FirstTokenError as e:
         return [Finding("constraint", where, "error", _short(str(e)))]
-    found = [Finding("constraint", where, "held", f"{declared}: the reply parsed ({pred.answer!r})")]
+    if continues and pred.closed_by == "end_of_turn":  # step 1's grammar allows no end inside the region
+        return [Finding("constraint", where, "broken", f"{declared} sent; the first step ended the model's turn "
+                                                       "inside the reasoning region: its grammar was not applied")]
+    answer = {k: _types.to_json(v) for k, v in pred.outputs.items()}
+    found = [Finding("constraint", where, "held", f"{declared}: the reply parsed ({_short(json.dumps(answer))})")]
     if pred.generation.reasoning is not None:
         found.append(Finding("reasoning apart", where, "held", "the answer is in the content"))
     return found
+
+
+def _broken(layout: Any, sig: type[Signature], e: ParseError, where: str, declared: str) -> list[Finding]:
+    """A reply that did not parse: where it went, when the content was empty."""
+    gen = getattr(e, "generation", None)
+    apart = (gen.reasoning if gen is not None else None) or e.reasoning or ""
+    if not (e.raw or "").strip():  # say where the reply went, not "reply: " and nothing
+        if apart and _parses(layout, sig, apart):
+            return [Finding("constraint", where, "broken", f"{declared} sent; the content was empty"),
+                    Finding("reasoning apart", where, "in reasoning", "the answer came back in the reasoning")]
+        went = f"; {len(apart)} characters came back as reasoning" if apart else " and no reasoning came back"
+        return [Finding("constraint", where, "broken", f"{declared} sent; the content was empty{went}")]
+    return [Finding("constraint", where, "broken", f"{declared} sent; reply: {_short(e.raw)}")]
+
+
+def _parses(layout: Any, sig: type[Signature], text: str) -> bool:
+    """Whether a reply of the layout's format is in ``text``, whole or from the start of a line on (the reasoning,
+    where a grammar was applied to the wrong part, or the model thought first)."""
+    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    for start in starts[:1] + starts[1:][-50:]:
+        try:
+            layout.parse(sig, text[start:])
+            return True
+        except ParseError:
+            continue
+    return False
 
 
 def _budget(backend: Any) -> Finding:
@@ -198,8 +253,12 @@ def _short(text: str | None, n: int = 80) -> str:
 
 
 def observed(findings: list[dict[str, str]], layout: str, syntax: str, declared: str | None) -> str | None:
-    """What an arm was held to after the probe: ``declared``, unless the probe saw its constraint broken (or the
-    answer in the reasoning): then None (prompt-only)."""
+    """What an arm was held to after the probe: ``declared`` where the probe saw its constraint held (or nothing
+    was sent); None (prompt-only) where it saw it broken or the answer in the reasoning; ``"unverified"`` where it
+    could not tell (a reply cut twice, an error, no finding): never an unknown taken for enforced."""
     where = f"{layout}/{syntax}"
-    bad = any(f["layout"] == where and f["outcome"] in ("broken", "in reasoning") for f in findings)
-    return None if bad else declared
+    mine = [f for f in findings if f["layout"] == where]
+    if declared is None or any(f["outcome"] in ("broken", "in reasoning") for f in mine):
+        return None
+    held = any(f["check"] == "constraint" and f["outcome"] == "held" for f in mine)
+    return declared if held else UNVERIFIED

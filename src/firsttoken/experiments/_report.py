@@ -34,6 +34,7 @@ class Column:
 
 
 ARM_COLUMNS = (
+    Column("#", lambda a: str(a["number"])),  # the store's number of the arm: `--arm N` in show, predict, export
     Column("arm", lambda a: a["label"]),
     Column("n", lambda a: str(a["n"])),
     Column("accuracy (95% CI)", lambda a: f"{pct(a['accuracy'])} ({pct(a['ci_low'])}–{pct(a['ci_high'])})"),
@@ -49,7 +50,26 @@ ARM_COLUMNS = (
     Column("balanced acc. (95% CI)", lambda a: f"{pct(a['balanced_accuracy'])} ({pct(a['balanced_low'])}–"
            f"{pct(a['balanced_high'])})" if "balanced_accuracy" in a else "–",
            when=lambda summary: bool(summary.get("labels"))),
+    Column("vs majority (95% CI)", lambda a: "–" if a.get("vs_majority") is None else
+           f"{a['vs_majority'] * 100:+.1f} ({a['vs_majority_low'] * 100:+.1f} to {a['vs_majority_high'] * 100:+.1f})"
+           + ("" if a.get("above_majority") else " NOT ABOVE"), when=lambda summary: bool(summary.get("baseline"))),
 )
+
+
+def notes(summary: dict[str, Any]) -> list[str]:
+    """The sentences under the arms table that keep it from misleading: the baseline, unverified arms."""
+    out = []
+    base = summary.get("baseline")
+    if base:
+        out.append(f"Baseline: always answering {base['majority_label']!r} (the majority label) scores "
+                   f"{pct(base['majority_accuracy'])} on these {base['rows']} rows; balanced accuracy's chance level "
+                   f"is {pct(base['chance_balanced'])}. \"vs majority\" is an arm's accuracy minus that answer's on "
+                   "the rows it answered, in points (paired); NOT ABOVE: its interval does not lie above 0.")
+    unverified = [a["label"] for a in summary["arms"] if a.get("enforced") == "unverified"]
+    if unverified:
+        out.append(f"Unverified: the probe could not tell whether the constraint of {', '.join(unverified)} reached "
+                   "the model (its reply was cut twice); they are compared as unconstrained, never as enforced.")
+    return out
 
 
 def arm_columns(summary: dict[str, Any]) -> list[Column]:
@@ -58,10 +78,12 @@ def arm_columns(summary: dict[str, Any]) -> list[Column]:
 
 def markdown(summary: dict[str, Any]) -> str:
     columns = arm_columns(summary)
-    lines = [f"## {summary['task']}", "", "| # | " + " | ".join(c.title for c in columns) + " |",
-             "|---|" + "---|" * len(columns)]
-    for i, a in enumerate(summary["arms"], 1):
-        lines.append(f"| {i} | " + " | ".join(c.cell(a) for c in columns) + " |")
+    lines = [f"## {summary['task']}", "", "| " + " | ".join(c.title for c in columns) + " |",
+             "|" + "---|" * len(columns)]
+    for a in summary["arms"]:
+        lines.append("| " + " | ".join(c.cell(a) for c in columns) + " |")
+    for sentence in notes(summary):
+        lines += ["", sentence]
     if any(a["tokens_estimated"] for a in summary["arms"]):
         lines += ["", "Token counts of some arms are estimates (not counted during generation)."]
     if summary["comparisons"]:
@@ -217,8 +239,8 @@ def plots(summary: dict[str, Any]) -> dict[str, str]:
         fig, ax = plt.subplots(figsize=(0.5 * len(arms) + 3, 0.5 * len(arms) + 2))
         lim = max(1.0, float(np.nanmax(np.abs(grid))) if not np.all(np.isnan(grid)) else 1.0)
         im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
-        ax.set_xticks(range(len(arms)), range(1, len(arms) + 1), fontsize=7)
-        ax.set_yticks(range(len(arms)), [f"{i + 1} {a}" for i, a in enumerate(labels)], fontsize=7)
+        ax.set_xticks(range(len(arms)), [str(a["number"]) for a in arms], fontsize=7)
+        ax.set_yticks(range(len(arms)), [f"{a['number']} {a['label']}" for a in arms], fontsize=7)
         fig.colorbar(im, label="row − column, accuracy points (pairs differing in one axis)")
         out["Paired differences"] = _figure_png(fig)
     return out
@@ -242,6 +264,7 @@ def html_page(summaries: list[dict[str, Any]], store: Store, max_rows: int = 500
         for a in s["arms"]:
             parts.append("<tr>" + "".join(f"<td>{e(c.cell(a))}</td>" for c in columns) + "</tr>")
         parts.append("</table>")
+        parts += [f"<p>{e(sentence)}</p>" for sentence in notes(s)]
         for model, findings in (s.get("probe") or {}).items():
             parts.append(f"<h3>Probe of {e(model)}</h3><table><tr><th>check</th><th>layout</th><th>outcome</th>"
                          "<th>detail</th></tr>" + "".join(

@@ -143,9 +143,13 @@ def _probed(runner: _Runner, arms: list[Arm]) -> dict[str, list[dict[str, str]]]
     for model, source in runner.sources.items():
         if not getattr(source.backend_class, "probes", False):
             continue
-        layouts = list(dict.fromkeys((a.layout, a.syntax) for a in arms if a.model == model and a.constrained))
-        out[model] = [f.to_dict() for f in probe(runner.backend(model), layouts)]
-        if any((a.enforced or "").endswith("+continuation") for a in arms if a.model == model and a.constrained):
+        mine = [a for a in arms if a.model == model and a.constrained]
+        budgets: dict[tuple[str, str], int] = {}
+        for a in mine:  # each layout's largest budget: where a grammar bounds the region, the largest grammar
+            budgets[a.layout, a.syntax] = max(budgets.get((a.layout, a.syntax), 0), a.budget or 0)
+        out[model] = [f.to_dict() for f in probe(runner.backend(model), list(budgets), signature=runner.task.signature,
+                                                 budgets=budgets)]
+        if any((a.enforced or "").endswith("+continuation") for a in mine):
             refuse_continuation(model, out[model])
     return out
 
@@ -212,8 +216,9 @@ class _Runner:
             left[arm.id] = len(todo)
             if progress:
                 progress.arm_started(arm, len(rows), len(rows) - len(todo))
-                if not todo:
-                    progress.arm_finished(arm)
+        for arm in arms:  # finished after every arm has started: the arms that run together share one clock
+            if progress and not left[arm.id]:
+                progress.arm_finished(arm)
         if not work:
             return recorded
         model = arms[0].model

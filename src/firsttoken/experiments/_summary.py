@@ -13,8 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from . import _stats
+from ..tasks._files import default_instructions
+from . import _baseline, _stats
 from ._curves import curves, knee_sentence
+from ._probe import UNVERIFIED
 from ._store import Store
 
 AXES = ("model", "layout", "syntax", "constrained", "budget")
@@ -23,8 +25,9 @@ MIN_ROWS = 20  # fewer paired rows than this and the recommendation is "inconclu
 
 def enforcement(arm: dict) -> str:
     """What an arm's replies were held to: ``unconstrained`` (asked for none), ``prompt-only`` (a constraint
-    was asked for, but the backend could not send it), ``unknown`` (stored before this was recorded), or
-    what enforced it: ``llguidance`` (in-process) or a server's schema mode (``gbnf``, ``lark``, ...)."""
+    was asked for, but the backend could not send it, or the probe saw it broken), ``unverified`` (the probe could
+    not tell whether it held), ``unknown`` (stored before this was recorded), or what enforced it: ``llguidance``
+    (in-process) or a server's schema mode (``gbnf``, ``lark``, ...)."""
     if not arm["constrained"]:
         return "unconstrained"
     if arm.get("enforced"):
@@ -40,8 +43,7 @@ def arm_label(arm: dict) -> str:
     ``prompt-only``, ``unconstrained``; then the budget and demos."""
     budget = "" if arm["budget"] is None else f" b{arm['budget']}"
     held = enforcement(arm)
-    mode = "" if held in ("llguidance", "unknown") else f" [{held}]" if arm["constrained"] and held != "prompt-only" \
-        else f" {held}"
+    mode = "" if held in ("llguidance", "unknown") else f" [{held}]" if _held(arm) else f" {held}"
     syntax = f"/{arm['syntax']}" if arm["syntax"] not in ("json", "lines") else ""
     demos = f" {arm['demos']}-shot" if arm.get("demos") else ""
     return f"{arm.get('name') or arm['model']} {arm['layout']}{syntax}{mode}{budget}{demos}"
@@ -54,6 +56,7 @@ class ArmStats(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
+    number: int  # the arm's place among the store's arms, all tasks (``--arm N``)
     label: str
     model: str  # the model's identity
     name: str | None = None  # what the run called it (--model SHORT=SPEC)
@@ -86,9 +89,14 @@ class ArmStats(BaseModel):
     balanced_accuracy: float | None = None  # label tasks only: the mean of the labels' recalls
     balanced_low: float | None = None
     balanced_high: float | None = None
+    vs_majority: float | None = None  # label tasks: accuracy minus always answering the majority label (same rows)
+    vs_majority_low: float | None = None  # its paired bootstrap 95% interval
+    vs_majority_high: float | None = None
+    above_majority: bool | None = None  # the interval lies above 0 (``_baseline``)
 
 
-def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: str | None) -> dict:
+def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: str | None,
+              majority_label: str | None = None, seed: int = 0) -> dict:
     answered = [r for r in results if r["outcome"] != "backend_error"]
     n = len(answered)
     correct = sum(r["outcome"] == "correct" for r in answered)
@@ -99,7 +107,8 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
         return sum(r[key] or 0 for r in answered) / n if n else 0.0
 
     row = {
-        "id": arm["id"], "label": arm_label(arm), **{k: arm[k] for k in AXES}, "name": arm.get("name"),
+        "id": arm["id"], "number": arm.get("number", 0), "label": arm_label(arm), **{k: arm[k] for k in AXES},
+        "name": arm.get("name"),
         "demos": arm.get("demos") or 0,
         "enforced": enforcement(arm), "constrained": _held(arm),
         "n": n, "correct": correct, "accuracy": correct / n if n else 0.0, "ci_low": low, "ci_high": high,
@@ -112,6 +121,8 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
     row["mean_completion_tokens"] = row["mean_reasoning_tokens"] + row["mean_answer_tokens"]
     if arm["budget"] is not None:
         row["budget_closed"] = sum(r.get("closed_by") == "budget" for r in answered) / n if n else 0.0
+    if labels and output and majority_label is not None:
+        row.update(_baseline.versus_majority(answered, majority_label, seed))
     if labels and output:
         expected = [str(json.loads(r["expected"])) for r in answered]
         predicted = [_predicted(r, output) for r in answered]
@@ -124,7 +135,7 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
 
 def _held(arm: dict) -> bool:
     """Whether a constraint really held the replies: a prompt-only arm is compared as what it is."""
-    return bool(arm["constrained"]) and enforcement(arm) != "prompt-only"
+    return bool(arm["constrained"]) and enforcement(arm) not in ("prompt-only", UNVERIFIED)
 
 
 def _predicted(result: dict, output: str) -> str | None:
@@ -230,7 +241,10 @@ def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_key
     arms = [{**a, "name": names.get(a["model"])} for a in store.arms(task) if arm_ids is None or a["id"] in arm_ids]
     results = {a["id"]: [r for r in store.results(a["id"]) if row_keys is None or r["row_key"] in row_keys]
                for a in arms}
-    stats = [arm_stats(a, results[a["id"]], labels, output) for a in arms]
+    base = _baseline.majority(results, labels) if labels and output else None
+    numbers = {a["id"]: n for n, a in enumerate(store.arms(), 1)}
+    stats = [arm_stats({**a, "number": numbers[a["id"]]}, results[a["id"]], labels, output,
+                       base and base["majority_label"], seed) for a in arms]
     comparisons = [c for a, b in combinations(arms, 2)
                    if (c := compare(a, b, results[a["id"]], results[b["id"]], seed)) is not None]
     summary = {"task": task, "store": str(store.path), "margin": margin, "arms": stats, "comparisons": comparisons,
@@ -240,10 +254,23 @@ def summarize(store: Store, task: str, arm_ids: list[str] | None = None, row_key
         summary["probe"] = config["probe"]
     if seq is not None and row_keys == set(seq["row_keys"]):
         _sequential_decision(summary, seq)
+    if base is not None:
+        summary["baseline"] = base
+        _baseline.flag(summary, *_prompt_says(config))
     summary["curves"] = curves(stats, results, summary["margin"], seed)
     summary["recommendation"]["knees"] = [{"name": c["name"], "budget": c["knee"], "arm": c["knee_arm"],
                                            "sentence": knee_sentence(c)} for c in summary["curves"]]
     return summary
+
+
+def _prompt_says(config: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether the run's prompt had instructions of the user's (not the fields' names alone) and label
+    descriptions."""
+    spec = config.get("signature") or {}
+    given = spec.get("instructions") or ""
+    default = default_instructions(list(spec.get("inputs") or []), config.get("output") or "")
+    instructed = bool(given) and given != default
+    return instructed, any((config.get("label_descriptions") or {}).values())
 
 
 def _sequential_decision(summary: dict[str, Any], seq: dict[str, Any]) -> None:

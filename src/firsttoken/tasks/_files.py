@@ -154,9 +154,14 @@ def _output_type(output_type: str | None, labels: list[str] | None, metric: str,
     return str
 
 
+def default_instructions(inputs: list[str], output: str) -> str:
+    """A file task's instructions where the user gives none: the fields' names alone."""
+    return f"Given the {', '.join(inputs)}, give the {output}."
+
+
 def _file_signature(task_name: str, instructions: str | None, inputs: list[str], output: str, out_type: Any,
                     label_descriptions: dict[str, str] | None) -> type[Signature]:
-    return Signature.make(_class_name(task_name), instructions or f"Given the {', '.join(inputs)}, give the {output}.",
+    return Signature.make(_class_name(task_name), instructions or default_instructions(inputs, output),
                           {c: str for c in inputs}, {output: out_type},
                           labels={output: label_descriptions} if label_descriptions else None)
 
