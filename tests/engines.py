@@ -22,6 +22,7 @@ honours cuts it, or it was turned off in a way the engine honours.
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import threading
@@ -63,6 +64,13 @@ def _layout_of(body: dict[str, Any]) -> tuple[str, str] | None:
 
 def _grammar_of(body: dict[str, Any]) -> str | None:
     return body.get("grammar") or body.get("ebnf") or (body.get("structured_outputs") or {}).get("grammar")
+
+
+def _mark_of(body: dict[str, Any]) -> str | None:
+    """The word a grammar forces at its start (``root ::= "zebulon " (...)``), if it does."""
+    text = (_grammar_of(body) or "").removeprefix("%llguidance {}\n")
+    m = re.match(r'(?:root ::= |start: )"(\w+) " \(', text)
+    return m.group(1) if m else None
 
 
 def _replies() -> list[tuple[ft.Layout, str]]:
@@ -268,6 +276,10 @@ class EngineStub:
         if applied and self.grammar_off_when_thinking and words:
             applied = False
         content = FREE
+        mark = _mark_of(body)
+        if mark is not None and applied:  # a grammar that must start with a word: the reply does (the probe's check)
+            return 200, _completion(body, {"role": "assistant", "content": mark + " "},
+                                    {"prompt_tokens": 20, "completion_tokens": 2}, finish="length")
         if applied and self.engine == "vllm" and self.thinks and target[0] == "think_then_answer":
             # Real vLLM (0.32, guidance): a thinking model's <think> is an added token, which llguidance holds as
             # special, so a grammar that writes the text "<think>" rejects the token the model samples and vLLM

@@ -7,6 +7,7 @@ length in characters is at most that)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from firsttoken.experiments._probe import SLACK, probe
 from firsttoken.backends.engines import CHARS_PER_TOKEN
 from firsttoken.layouts import _gbnf
 
+from .engines import Gateway
+from .helpers import cli
 from .servers import start_llama_cpp_server
 from .signatures import CATEGORIES, ROWS, Products, builtin_arms
 
@@ -167,3 +170,34 @@ def test_a_thinking_budget_is_honoured_by_llama_server_and_every_answer_parses(t
     assert ("constraint", "held") in findings and ("model thinking tokens", "held") in findings
     # llama-server continues a final assistant message by default, returning it first (the probe strips it)
     assert ("continuation", "continues") in findings
+
+
+@pytest.mark.model
+def test_no_arm_is_labelled_enforced_whose_grammar_a_gateway_dropped_in_front_of_llama_server(server, tmp_path):
+    """The real llama-server behind a gateway that drops every grammar over 1 KB (HTTP 200), products' 24 labels:
+    each arm whose requests lost a grammar (the one request's, or either step's of a continuation) is prompt-only,
+    even where SmolLM2, free of step 1's grammar, writes the layout's format of its own accord (the probe's marked
+    grammar sees it); the arms whose grammars all passed are labelled by what enforced them."""
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps({"item_name": n, "item_description": d, "category": c}) + "\n"
+                            for (n, d), c in zip(ROWS[:4], CATEGORIES)))
+    gateway = Gateway(server, limit=1024)
+    with gateway as url:
+        res = cli("eval", "--data", str(data), "--inputs", "item_name,item_description", "--output", "category",
+                  "--labels", ",".join(CATEGORIES), "--metric", "label", "--quiet", "--json", "-m",
+                  f"openai:smollm2@{url}/v1?engine=llama-server&schema_mode=gbnf&max_retries=0",
+                  "--layouts", "direct,answer_then_explain,thoughts_first,think_then_answer,work_then_answer",
+                  "--syntaxes", "json,fields,lines", "--thinking-budgets", "16", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    lost, kept = [], []
+    for arm in summary["arms"]:
+        shown = json.loads(cli("show", "--run", "runs/items.db", "--arm", str(arm["number"]), "--json",
+                               cwd=tmp_path).stdout)
+        mine = [dropped for sent, dropped in gateway.requests if sent == shown["messages"][0]["content"]]
+        assert len(mine) >= 4, (arm["label"], len(mine))
+        (lost if any(mine) else kept).append((arm["layout"], arm["syntax"], arm["enforced"]))
+    print("grammar dropped:", lost, "\nall passed:", kept)
+    assert lost and kept
+    assert all(enforced in ("prompt-only", "unverified") for _, _, enforced in lost), lost
+    assert all(enforced.startswith("gbnf") for _, _, enforced in kept), kept

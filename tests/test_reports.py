@@ -233,3 +233,26 @@ def test_arm_numbers_run_across_a_store_s_tasks_and_each_names_one_arm(tmp_path)
         assert (f"{n}: " in refused.stderr) == (shared in i), (n, i, refused.stderr)
     beyond = cli("export", "--run", "runs/both.db", "--arm", "5", "--dspy", cwd=tmp_path)
     assert beyond.returncode == 1 and "the store has arms 1 to 4" in beyond.stderr
+
+
+def test_a_marked_grammar_allows_exactly_the_word_then_what_the_grammar_allowed():
+    """The probe's check that a split grammar reaches the model: the start rule wrapped after a word (hand-worked),
+    and every built-in layout's two Lark grammars still valid for llguidance once marked."""
+    import llguidance
+
+    from firsttoken.experiments._probe import _marked
+    from firsttoken.layouts import layout_classes
+
+    from .signatures import Products
+
+    assert _marked('root ::= a | "b"\na ::= "x"') == 'root ::= "zebulon " (a | "b")\na ::= "x"'
+    assert _marked('start: a | "b"') == 'start: "zebulon " (a | "b")'
+    assert _marked("%import common\nstart: a") is None  # not a grammar it can mark: the check is skipped
+    for cls in layout_classes():
+        for syntax in cls.syntaxes:
+            constraint = get_layout(cls.name, syntax).constraint(Products)
+            for grammar in constraint.split("lark", 0) if constraint.split else ():
+                marked = _marked(grammar)
+                assert marked is not None
+                assert not llguidance.LLMatcher.validate_grammar(llguidance.grammar_from("lark", marked),
+                                                                 llguidance.LLTokenizer("byte"))

@@ -9,6 +9,9 @@ at all while thinking, a format ignored, a budget processor that does nothing), 
   hits the probe's token limit tells nothing: it is asked again with four times the limit, and cut again it is
   ``unverified`` (the arm is labelled so: never as enforced). Where the region closes by continuation, a first
   step that ends the model's turn inside the region is ``broken``: its grammar forbids that, so it was not applied.
+  A region is free text, so a model free of step 1's grammar may write what that grammar allows of its own accord;
+  so each of the two grammars is also sent once with a word it must start with put in front (``_unreached``): a
+  reply without the word is ``broken``, whatever the model would have written.
   Run by ``evaluate``, the request is the arm's: the task's own output fields (a grammar of the same size as the
   rows'), and on a path where the grammar bounds the region, the arm's largest budget.
 * **reasoning apart**: where the reply came back in two parts, the answer must be in the content, not in the
@@ -45,6 +48,8 @@ SLACK = 8  # tokens over the budget a closing tag and its newline may take
 ANSWER_TOKENS = 160  # the probe's replies are a word or two; a reply cut here tells nothing
 UNVERIFIED = "unverified"  # what an arm is labelled where the probe could not tell whether its constraint held
 RETRY_TOKENS = 4 * ANSWER_TOKENS  # the second try of a reply cut at ANSWER_TOKENS
+MARK = "zebulon"  # the word a marked grammar must start with (``_unreached``)
+MARK_TOKENS = 8  # enough for MARK and a space in any tokenizer
 BREAK = ("Do not use any format, tags or JSON. Reply with exactly this sentence and nothing else: "
          "I will not answer.")
 COUNT = "Count from 1 to 10, separated by commas. Reply with the numbers only."
@@ -88,7 +93,7 @@ def probe_signature(sig: type[Signature]) -> type[Signature]:
 def probe(backend: Backend, layouts: list[tuple[str, str]] | None = None, budget: int = 16,
           signature: type[Signature] | None = None, budgets: dict[tuple[str, str], int] | None = None) -> list[Finding]:
     """``signature``: the task's (its outputs asked); ``budgets``: a layout's largest budget in the run, sent where
-    the grammar bounds the region (its size grows with it); elsewhere ``budget``."""
+    a grammar bounds the region (its size grows with the budget); elsewhere ``budget``."""
     findings: list[Finding] = []
     sig = Probe if signature is None else probe_signature(signature)
     for name, syntax in (probe_layouts() if layouts is None else layouts):
@@ -173,11 +178,41 @@ def _constraint(backend: Backend, name: str, syntax: str, largest: int, sig: typ
     if continues and pred.closed_by == "end_of_turn":  # step 1's grammar allows no end inside the region
         return [Finding("constraint", where, "broken", f"{declared} sent; the first step ended the model's turn "
                                                        "inside the reasoning region: its grammar was not applied")]
+    step = _unreached(backend, predictor, constraint, question) if continues else None
+    if step is not None:
+        return [Finding("constraint", where, "broken", f"{declared} sent; step {step}'s grammar, sent with a word "
+                                                       f"to start with ({MARK!r}), came back without it: not applied")]
     answer = {k: _types.to_json(v) for k, v in pred.outputs.items()}
     found = [Finding("constraint", where, "held", f"{declared}: the reply parsed ({_short(json.dumps(answer))})")]
     if pred.generation.reasoning is not None:
         found.append(Finding("reasoning apart", where, "held", "the answer is in the content"))
     return found
+
+
+def _unreached(backend: Any, predictor: Predictor, constraint: Any, question: str) -> int | None:
+    """Where the region closes by continuation, whether each of its two grammars reaches the model, whatever the
+    model would write of its own accord: each is sent with a word it must start with (MARK) put in front of it, and a
+    reply that does not start with that word is one the grammar was not applied to. The step (1 or 2) whose grammar
+    did not reach the model, or None."""
+    request = predictor.request({question: BREAK})
+    for step, grammar in enumerate(constraint.split(backend.split_dialect(), 0), start=1):
+        marked = _marked(grammar)
+        if marked is None:
+            continue  # not a grammar this check can mark
+        gen = backend.run_step(backend.step(request.messages, "", marked, MARK_TOKENS, request))
+        if not gen.text.lstrip().startswith(MARK):
+            return step
+    return None
+
+
+def _marked(grammar: str) -> str | None:
+    """``grammar`` (GBNF ``root ::= ...`` or Lark ``start: ...``, its start rule on the first line) with MARK
+    before everything it allows."""
+    first, sep, rest = grammar.partition("\n")
+    for head in ("root ::= ", "start: "):
+        if first.startswith(head):
+            return f'{head}"{MARK} " ({first[len(head):]}){sep}{rest}'
+    return None
 
 
 def _broken(layout: Any, sig: type[Signature], e: ParseError, where: str, declared: str) -> list[Finding]:
