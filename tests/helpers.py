@@ -92,3 +92,17 @@ def eval_words(tmp_path: Path, spec: str, *extra: str) -> subprocess.CompletedPr
     return cli("eval", "--data", str(labels_file(tmp_path)), "--inputs", "question", "--output", "answer",
                "--labels", "zebulon,quillet", "--metric", "label", "--quiet", "--json", "-m", spec, *extra,
                cwd=tmp_path)
+
+
+def split_by_gateway(gateway, summary: dict, store: str, cwd: Path, rows: int) -> tuple[list[dict], list[dict]]:
+    """A run's arms behind a ``tests.engines.Gateway``: those with a request that lost its grammar there, and those
+    whose grammars all passed. An arm's requests are found by its system message (`firsttoken show --arm N`); each
+    arm sent at least ``rows`` through the gateway."""
+    lost, kept = [], []
+    for arm in summary["arms"]:
+        shown = json.loads(cli("show", "--run", store, "--arm", str(arm["number"]), "--json", cwd=cwd).stdout)
+        mine = [dropped for sent, dropped in gateway.requests if sent == shown["messages"][0]["content"]]
+        assert len(mine) >= rows, (arm["label"], len(mine))  # the arm's rows went through the gateway
+        (lost if any(mine) else kept).append(arm)
+    print("grammar dropped:", [a["label"] for a in lost], "\nall passed:", [a["label"] for a in kept])
+    return lost, kept

@@ -19,7 +19,7 @@ from firsttoken.backends.engines import CHARS_PER_TOKEN
 from firsttoken.layouts import _gbnf
 
 from .engines import Gateway
-from .helpers import cli
+from .helpers import cli, split_by_gateway
 from .servers import start_llama_cpp_server
 from .signatures import CATEGORIES, ROWS, Products, builtin_arms
 
@@ -190,14 +190,7 @@ def test_no_arm_is_labelled_enforced_whose_grammar_a_gateway_dropped_in_front_of
                   "--syntaxes", "json,fields,lines", "--thinking-budgets", "16", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
-    lost, kept = [], []
-    for arm in summary["arms"]:
-        shown = json.loads(cli("show", "--run", "runs/items.db", "--arm", str(arm["number"]), "--json",
-                               cwd=tmp_path).stdout)
-        mine = [dropped for sent, dropped in gateway.requests if sent == shown["messages"][0]["content"]]
-        assert len(mine) >= 4, (arm["label"], len(mine))
-        (lost if any(mine) else kept).append((arm["layout"], arm["syntax"], arm["enforced"]))
-    print("grammar dropped:", lost, "\nall passed:", kept)
+    lost, kept = split_by_gateway(gateway, summary, "runs/items.db", tmp_path, rows=4)
     assert lost and kept
-    assert all(enforced in ("prompt-only", "unverified") for _, _, enforced in lost), lost
-    assert all(enforced.startswith("gbnf") for _, _, enforced in kept), kept
+    assert all(arm["enforced"] in ("prompt-only", "unverified") for arm in lost), lost
+    assert all(arm["enforced"].startswith("gbnf") for arm in kept), kept

@@ -16,7 +16,7 @@ from firsttoken.cli._progress import BarProgress
 from firsttoken.experiments import Arm
 
 from .engines import EngineStub, Gateway
-from .helpers import cli, eval_words
+from .helpers import cli, eval_words, split_by_gateway
 
 SPAM, HAM = 6, 34  # 85% ham: always answering "ham" scores 85%
 
@@ -158,21 +158,12 @@ def test_no_arm_is_labelled_enforced_whose_grammar_a_gateway_dropped(tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert gateway.dropped and gateway.passed  # the limit falls among the grammars: some dropped, some not
-    lost, kept = [], []
-    for arm in summary["arms"]:
-        shown = json.loads(cli("show", "--run", "runs/words.db", "--arm", str(arm["number"]), "--json",
-                               cwd=tmp_path).stdout)
-        system = shown["messages"][0]["content"]
-        mine = [dropped for sent, dropped in gateway.requests if sent == system]
-        assert len(mine) >= 4, (arm["label"], len(mine))  # the arm's rows went through the gateway
-        if any(mine):
-            lost.append(arm["label"])
-            assert arm["enforced"] in ("prompt-only", "unverified") and not arm["constrained"], arm
-            assert "[gbnf" not in arm["label"]
-        else:
-            kept.append(arm["label"])
-            assert arm["enforced"].startswith("gbnf") and arm["constrained"], arm
-    print("grammar dropped:", lost, "\nall passed:", kept)
+    lost, kept = split_by_gateway(gateway, summary, "runs/words.db", tmp_path, rows=4)
+    for arm in lost:
+        assert arm["enforced"] in ("prompt-only", "unverified") and not arm["constrained"], arm
+        assert "[gbnf" not in arm["label"]
+    for arm in kept:
+        assert arm["enforced"].startswith("gbnf") and arm["constrained"], arm
     assert lost and kept, (lost, kept)
     probe = next(iter(summary["probe"].values()))
     assert all(f["outcome"] in ("held", "broken", "not sent") for f in probe if f["check"] == "constraint"), probe

@@ -34,11 +34,11 @@ def majority(results: dict[str, list[dict]], labels: list[str]) -> dict[str, Any
             "chance_balanced": 1 / len(labels) if labels else None}
 
 
-def versus_majority(answered: list[dict], label: str, seed: int = 0) -> dict[str, Any]:
-    """An arm's accuracy minus the majority answer's, on the arm's answered rows: the difference, its paired
-    95% bootstrap interval, and whether the arm is above (the interval's low end above 0)."""
+def versus_majority(answered: list[dict], expected: list[str], label: str, seed: int = 0) -> dict[str, Any]:
+    """An arm's accuracy minus the majority answer's, on the arm's answered rows (``expected``: their labels): the
+    difference, its paired 95% bootstrap interval, and whether the arm is above (the interval's low end above 0)."""
     ours = [float(r["outcome"] == "correct") for r in answered]
-    theirs = [float(str(json.loads(r["expected"])) == label) for r in answered]
+    theirs = [float(e == label) for e in expected]
     diff, low, high = _stats.paired_bootstrap(ours, theirs, seed=seed)
     return {"vs_majority": diff, "vs_majority_low": low, "vs_majority_high": high,
             "above_majority": bool(answered) and low > 0}
@@ -50,15 +50,15 @@ def flag(summary: dict[str, Any], instructed: bool, described: bool) -> None:
     base = summary.get("baseline")
     if not base:
         return
-    base["not_above"] = [a["id"] for a in summary["arms"] if a["n"] and not a.get("above_majority")]
+    answered = [a for a in summary["arms"] if a["n"]]
+    base["not_above"] = [a["id"] for a in answered if not a.get("above_majority")]
     base["instructed"], base["labels_described"] = instructed, described
     rec = summary["recommendation"]
-    arms = {a["id"]: a for a in summary["arms"]}
     words = f"the majority baseline (always {base['majority_label']!r}: {base['majority_accuracy']:.1%})"
     if rec.get("arm") in base["not_above"]:
         rec["above_majority"] = False
         rec["reason"] += f". But {rec.get('label') or rec['arm']} is not above {words}"
-    elif not rec.get("arm") and base["not_above"] and len(base["not_above"]) == sum(1 for a in arms.values() if a["n"]):
+    elif not rec.get("arm") and base["not_above"] and len(base["not_above"]) == len(answered):
         rec["reason"] += f". No arm is above {words}"
 
 

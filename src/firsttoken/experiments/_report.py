@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._text import html_safe
+from ._probe import UNVERIFIED
 from ._side_by_side import side_by_side
 from ._store import Store
 
@@ -65,10 +66,11 @@ def notes(summary: dict[str, Any]) -> list[str]:
                    f"{pct(base['majority_accuracy'])} on these {base['rows']} rows; balanced accuracy's chance level "
                    f"is {pct(base['chance_balanced'])}. \"vs majority\" is an arm's accuracy minus that answer's on "
                    "the rows it answered, in points (paired); NOT ABOVE: its interval does not lie above 0.")
-    unverified = [a["label"] for a in summary["arms"] if a.get("enforced") == "unverified"]
+    unverified = [a["label"] for a in summary["arms"] if a.get("enforced") == UNVERIFIED]
     if unverified:
         out.append(f"Unverified: the probe could not tell whether the constraint of {', '.join(unverified)} reached "
-                   "the model (its reply was cut twice); they are compared as unconstrained, never as enforced.")
+                   "the model (its reply was cut twice, or its request failed: see the probe's table); they are "
+                   "compared as unconstrained, never as enforced.")
     return out
 
 

@@ -121,10 +121,10 @@ def arm_stats(arm: dict, results: list[dict], labels: list[str] | None, output: 
     row["mean_completion_tokens"] = row["mean_reasoning_tokens"] + row["mean_answer_tokens"]
     if arm["budget"] is not None:
         row["budget_closed"] = sum(r.get("closed_by") == "budget" for r in answered) / n if n else 0.0
-    if labels and output and majority_label is not None:
-        row.update(_baseline.versus_majority(answered, majority_label, seed))
     if labels and output:
         expected = [str(json.loads(r["expected"])) for r in answered]
+        if majority_label is not None:
+            row.update(_baseline.versus_majority(answered, expected, majority_label, seed))
         predicted = [_predicted(r, output) for r in answered]
         f1, f1_low, f1_high = _stats.label_interval(_stats.macro_f1, expected, predicted, labels)
         bal, bal_low, bal_high = _stats.label_interval(_stats.balanced_accuracy, expected, predicted, labels)
