@@ -60,8 +60,9 @@ def shared_and_alone(model, reqs, per):
 
 @pytest.mark.parametrize("layout,syntax", REGIONS)
 def test_every_budget_from_one_trace_equals_a_run_with_that_budget_alone(invariant4, layout, syntax):
-    reqs = requests(invariant4, layout, syntax)
-    shared, alone, traced = shared_and_alone(invariant4, reqs, len(QUESTIONS))
+    """Every layout with a region, on 2 rows x budgets 0, 16 and 64."""
+    reqs = requests(invariant4, layout, syntax, questions=QUESTIONS[:2])
+    shared, alone, traced = shared_and_alone(invariant4, reqs, 2)
     assert sorted(shared) == list(range(len(reqs)))
     for i in range(len(reqs)):
         assert reply(shared[i]) == reply(alone[i]), (i, reply(shared[i]), reply(alone[i]))

@@ -1,9 +1,11 @@
 """llama.cpp's own llama-server on loopback with SmolLM2, every layout under schema_mode=gbnf (the products task's
 signature, 24 labels). Two paths: the reasoning region closed by continuation (the default: the region, then the
-answer continuing it; budgets 16, 64 and 256 on 20 rows, every budget from one trace, and that trace against each
-budget run alone), and one request a reply (close_by=grammar), the region bounded by the grammar (4 characters
-per token of the thinking budget; a run of partial markers is charged as the longest marker, so the region's
-length in characters is at most that)."""
+answer continuing it; budgets 16 and 64 on 4 rows, every budget from one trace, and that trace against each budget
+run alone, once per kind of region), and one request a reply (close_by=grammar), the region bounded by the grammar
+(4 characters per token of the thinking budget; a run of partial markers is charged as the longest marker, so the
+region's length in characters is at most that).
+
+Sized for `make test` (issue 47): a handful of rows per layout, one server per configuration."""
 
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ from .helpers import cli, split_by_gateway
 from .servers import start_llama_cpp_server
 from .signatures import CATEGORIES, ROWS, Products, builtin_arms
 
+pytestmark = pytest.mark.llama_server
+
 BUDGET = 48  # tokens of thinking: a 192-character region, so that SmolLM2 reaches the bound on some rows
+FEW = ROWS[:3]  # one request a reply: each layout's grammar on three rows
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +45,13 @@ def region_forbidden(layout: ft.Layout) -> tuple[str, ...]:
     return tuple(m for m in layout._markers(Products) if m != end) if layout.syntax == "fields" else ()
 
 
-@pytest.mark.model
 @pytest.mark.parametrize("name,syntax", builtin_arms())
 def test_every_layout_is_enforced_by_llama_server_in_one_request_with_the_reasoning_bounded(server, name, syntax):
     backend = ft.OpenAICompatible(f"{server}/v1", "smollm2", schema_mode="gbnf", max_retries=0, close_by="grammar",
                                   engine="llama-server")
     predictor = ft.Predictor(Products, layout=name, syntax=syntax, model=backend, max_thinking_tokens=BUDGET)
     assert backend.enforcement(predictor.layout.constraint(Products)) == "gbnf"
-    for item_name, item_description in ROWS:
+    for item_name, item_description in FEW:
         pred = predictor(item_name=item_name, item_description=item_description)  # a parse failure raises
         assert pred.category in CATEGORIES
         assert pred.generation.finish_reason == "stop"  # never cut by max_tokens
@@ -64,7 +68,11 @@ def test_every_layout_is_enforced_by_llama_server_in_one_request_with_the_reason
 
 
 REGION_ARMS = [(n, s) for n, s in builtin_arms() if ft.get_layout(n, s).has_reasoning]
-BUDGETS = (16, 64, 256)
+BUDGETS = (16, 64)
+# One equality check per kind of region (the continuation path is shared by every layout): a JSON string, markers,
+# no opener, a minimum length. thoughts_first/fields is markers again, as think_then_answer is.
+KINDS = [("thoughts_first", "json"), ("think_then_answer", "json"), ("work_then_answer", "lines"),
+         ("thoughts_long", "json")]
 
 
 def requests(backend, name: str, syntax: str, rows: list[tuple[str, str]], budgets=BUDGETS) -> list[ft.Request]:
@@ -81,10 +89,9 @@ def replies(backend, reqs: list[ft.Request]) -> list:
     return out
 
 
-@pytest.mark.model
 @pytest.mark.parametrize("name,syntax", REGION_ARMS)
 def test_llama_server_closes_each_region_by_continuation_within_the_budget_in_its_own_tokens(server, name, syntax):
-    """20 rows x budgets 16, 64, 256, every budget of a row from one trace: 0 parse failures, 0 replies cut, the
+    """4 rows x budgets 16 and 64, every budget of a row from one trace: 0 parse failures, 0 replies cut, the
     reasoning within the budget in the server's tokens (its /tokenize; thoughts_long's 600-character minimum
     outlasts a small budget: its region then closes at the minimum exactly), and a grammar of a few KB whatever
     the budget (2,048 here)."""
@@ -92,7 +99,7 @@ def test_llama_server_closes_each_region_by_continuation_within_the_budget_in_it
     layout = ft.get_layout(name, syntax)
     constraint = layout.constraint(Products)
     assert backend.enforcement(constraint) == "gbnf+continuation"
-    reqs = requests(backend, name, syntax, (ROWS * 2)[:20])
+    reqs = requests(backend, name, syntax, ROWS[:4])
     region = constraint.region
     closed = []
     for request, gen in zip(reqs, replies(backend, reqs)):
@@ -116,15 +123,15 @@ def test_llama_server_closes_each_region_by_continuation_within_the_budget_in_it
         assert max(sizes) <= 4096, sizes
 
 
-@pytest.mark.model
-@pytest.mark.parametrize("name,syntax", REGION_ARMS)
+@pytest.mark.parametrize("name,syntax", KINDS)
 def test_every_budget_from_one_trace_equals_each_budget_run_alone_on_llama_server(server, name, syntax):
     """Greedy, -np 1, without llama-server's prompt cache (it changes batch splits): the replies from one trace per
-    row equal those of the two steps run alone at each budget, row for row in outcome and answer."""
+    row equal those of the two steps run alone at each budget, row for row in outcome and answer (2 rows x budgets
+    16 and 64, once per kind of region)."""
     backend = resolve(f"openai:smollm2@{server}/v1?engine=llama-server&schema_mode=gbnf&max_retries=0"
                       '&extra_body={"cache_prompt":false}')
     layout = ft.get_layout(name, syntax)
-    reqs = requests(backend, name, syntax, ROWS[:4])
+    reqs = requests(backend, name, syntax, ROWS[:2])
     shared = replies(backend, reqs)
     alone = [backend.generate(r) for r in reqs]  # one request at a time: no family, no trace
 
@@ -148,7 +155,6 @@ def thinking_server():
     proc.wait()
 
 
-@pytest.mark.model
 def test_a_thinking_budget_is_honoured_by_llama_server_and_every_answer_parses(thinking_server, smol):
     """thinking_budget_tokens per request: the model's own reasoning (returned apart) stays within the budget plus
     a closing tag's slack on 10 rows, and the answer after it parses (the grammar starts after </think>)."""
@@ -172,25 +178,27 @@ def test_a_thinking_budget_is_honoured_by_llama_server_and_every_answer_parses(t
     assert ("continuation", "continues") in findings
 
 
-@pytest.mark.model
 def test_no_arm_is_labelled_enforced_whose_grammar_a_gateway_dropped_in_front_of_llama_server(server, tmp_path):
     """The real llama-server behind a gateway that drops every grammar over 1 KB (HTTP 200), products' 24 labels:
     each arm whose requests lost a grammar (the one request's, or either step's of a continuation) is prompt-only,
     even where SmolLM2, free of step 1's grammar, writes the layout's format of its own accord (the probe's marked
-    grammar sees it); the arms whose grammars all passed are labelled by what enforced them."""
+    grammar sees it); the arms whose grammars all passed are labelled by what enforced them. Two layouts, two
+    syntaxes, two rows: one request's grammar dropped (answer_then_explain/fields), a continuation's step 1 dropped
+    (thoughts_first/fields), and an arm of each path kept (their json syntax); every layout behind the gateway is
+    tests/test_reports.py's (the llama-server stub)."""
     data = tmp_path / "items.jsonl"
     data.write_text("".join(json.dumps({"item_name": n, "item_description": d, "category": c}) + "\n"
-                            for (n, d), c in zip(ROWS[:4], CATEGORIES)))
+                            for (n, d), c in zip(ROWS[:2], CATEGORIES)))
     gateway = Gateway(server, limit=1024)
     with gateway as url:
         res = cli("eval", "--data", str(data), "--inputs", "item_name,item_description", "--output", "category",
                   "--labels", ",".join(CATEGORIES), "--metric", "label", "--quiet", "--json", "-m",
                   f"openai:smollm2@{url}/v1?engine=llama-server&schema_mode=gbnf&max_retries=0",
-                  "--layouts", "direct,answer_then_explain,thoughts_first,think_then_answer,work_then_answer",
-                  "--syntaxes", "json,fields,lines", "--thinking-budgets", "16", cwd=tmp_path)
+                  "--layouts", "answer_then_explain,thoughts_first", "--syntaxes", "json,fields",
+                  "--thinking-budgets", "16", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
-    lost, kept = split_by_gateway(gateway, summary, "runs/items.db", tmp_path, rows=4)
+    lost, kept = split_by_gateway(gateway, summary, "runs/items.db", tmp_path, rows=2)
     assert lost and kept
     assert all(arm["enforced"] in ("prompt-only", "unverified") for arm in lost), lost
     assert all(arm["enforced"].startswith("gbnf") for arm in kept), kept

