@@ -220,8 +220,8 @@ def vllm_home() -> Path:
 
 
 # Every vLLM server the vllm tier uses, by name: (model folder, extra flags, structured-outputs backend). They are
-# launched together as soon as the tier is collected (tests/conftest.py), so that they boot while the fast tier runs
-# (a vLLM boot is a minute of mostly one-core imports), and stopped when the session ends.
+# launched together as soon as the tier is collected (tests/conftest.py), so that they boot side by side (a boot is
+# half a minute of mostly one-core imports), and stopped as soon as the tier's last test ends.
 VLLM_SERVERS = {
     "plain": ("smollm2", (), "guidance"),
     "xgrammar": ("smollm2", (), "auto"),

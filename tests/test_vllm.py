@@ -2,7 +2,7 @@
 engine our users run most, checked against the engine itself.
 
 Three servers (tests/servers.py's VLLM_SERVERS), launched together when this tier is collected so that they boot
-while the fast tier runs, and stopped when the session ends (scripts/build_vllm.sh builds the venv and the model once):
+side by side, and stopped when the tier ends (scripts/build_vllm.sh builds the venv and the model once):
 * plain: ``--structured-outputs-config.backend guidance`` (llguidance reads our Lark, EBNF and JSON Schema);
 * xgrammar: the same model on vLLM's default structured-outputs backend (auto: xgrammar), for the probe under ebnf;
 * think: the same model with two unused tokens renamed ``<think>`` / ``</think>`` and a template that opens
@@ -43,7 +43,7 @@ EXPECTED = {
 }
 
 
-# The three servers are launched when the tier is collected (tests/conftest.py) and stopped when the session ends.
+# The three servers are launched when the tier is collected (tests/conftest.py) and stopped when it ends.
 @pytest.fixture(scope="module")
 def plain():
     return vllm_server("plain")
